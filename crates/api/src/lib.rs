@@ -1,0 +1,1 @@
+//! headway-api (being written).

@@ -1,0 +1,1 @@
+//! headway-config (being written).

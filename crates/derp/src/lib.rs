@@ -1,0 +1,1 @@
+//! headway-derp (being written).

@@ -1,0 +1,1 @@
+//! headway-policy (being written).

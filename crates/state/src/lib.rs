@@ -1,0 +1,1 @@
+//! headway-state (being written).

@@ -1,0 +1,1 @@
+//! headway-store (being written).
