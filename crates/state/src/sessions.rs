@@ -1,0 +1,245 @@
+//! Change propagation to connected map sessions.
+//!
+//! Every open streaming `/machine/map` request is a [`Session`]. A change is
+//! not pushed as bytes: it marks what the session must tell its client in the
+//! session's [`Pending`] set, and wakes it. The session then builds one message
+//! from the current state. Bursts collapse (ten endpoint changes of one peer
+//! become one patch, latest wins), a slow client accumulates at most one entry
+//! per peer instead of an unbounded queue, and nothing stale is ever sent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use headway_proto::tailcfg::PeerChange;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::model::NodeId;
+
+/// What a session still has to tell its client.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pending {
+    /// Resend everything (policy change, resync after trouble).
+    pub full: bool,
+    /// The receiving node's own record changed.
+    pub self_changed: bool,
+    /// Peers to send as full objects (`PeersChanged`): new or changed.
+    pub peers_changed: BTreeSet<NodeId>,
+    /// Peers gone (`PeersRemoved`).
+    pub peers_removed: BTreeSet<NodeId>,
+    /// Small per-peer changes (`PeersChangedPatch`), merged, latest wins.
+    pub patches: BTreeMap<NodeId, PeerChange>,
+    pub packet_filter: bool,
+    pub dns: bool,
+    pub derp_map: bool,
+    pub ssh_policy: bool,
+    pub user_profiles: bool,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        *self == Pending::default()
+    }
+
+    pub fn peer_changed(&mut self, id: NodeId) {
+        if self.full {
+            return;
+        }
+        self.peers_removed.remove(&id);
+        // The full object carries the patchable fields too.
+        self.patches.remove(&id);
+        self.peers_changed.insert(id);
+    }
+
+    pub fn peer_removed(&mut self, id: NodeId) {
+        if self.full {
+            return;
+        }
+        self.peers_changed.remove(&id);
+        self.patches.remove(&id);
+        self.peers_removed.insert(id);
+    }
+
+    pub fn patch(&mut self, change: &PeerChange) {
+        if self.full || self.peers_changed.contains(&change.node_id) || self.peers_removed.contains(&change.node_id) {
+            return;
+        }
+        match self.patches.get_mut(&change.node_id) {
+            Some(p) => p.merge(change.clone()),
+            None => {
+                self.patches.insert(change.node_id, change.clone());
+            }
+        }
+    }
+
+    pub fn resync(&mut self) {
+        *self = Pending { full: true, ..Pending::default() };
+    }
+}
+
+/// One open streaming map request.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub node_id: NodeId,
+    pending: Mutex<Pending>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl Session {
+    /// Marks something to send and wakes the session.
+    pub fn update(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.pending.lock());
+        self.notify.notify_one();
+    }
+
+    /// Takes everything pending (leaving nothing).
+    pub fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// Resolves when there is something pending or the session was closed.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+
+    /// Ends the session (replaced by a newer one, node deleted, shutdown).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// All open sessions, by node.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_node: RwLock<HashMap<NodeId, Arc<Session>>>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    /// Opens a session for `node_id`. A session the node already had is closed:
+    /// a new streaming request replaces the old one. Returns the session and
+    /// whether the node was offline before (it has just come online).
+    pub fn open(&self, node_id: NodeId) -> (Arc<Session>, bool) {
+        let session = Arc::new(Session {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            node_id,
+            pending: Mutex::new(Pending::default()),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let old = self.by_node.write().insert(node_id, session.clone());
+        let came_online = match old {
+            Some(old) => {
+                old.close();
+                false
+            }
+            None => true,
+        };
+        (session, came_online)
+    }
+
+    /// Forgets a session. Returns true when the node has no session left
+    /// (it has just gone offline).
+    pub fn close(&self, session: &Session) -> bool {
+        session.close();
+        let mut map = self.by_node.write();
+        match map.get(&session.node_id) {
+            Some(current) if current.id == session.id => {
+                map.remove(&session.node_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn is_online(&self, node_id: NodeId) -> bool {
+        self.by_node.read().contains_key(&node_id)
+    }
+
+    pub fn get(&self, node_id: NodeId) -> Option<Arc<Session>> {
+        self.by_node.read().get(&node_id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_node.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sessions of the given nodes (those that have one).
+    pub fn of(&self, nodes: impl IntoIterator<Item = NodeId>) -> Vec<Arc<Session>> {
+        let map = self.by_node.read();
+        nodes.into_iter().filter_map(|id| map.get(&id).cloned()).collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.by_node.read().values().cloned().collect()
+    }
+
+    /// Node ids with an open session.
+    pub fn online_nodes(&self) -> Vec<NodeId> {
+        self.by_node.read().keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_collapses_patches_and_full_objects() {
+        let mut p = Pending::default();
+        p.patch(&PeerChange { node_id: 2, derp_region: 900, ..Default::default() });
+        p.patch(&PeerChange { node_id: 2, online: Some(true), ..Default::default() });
+        assert_eq!(p.patches.len(), 1);
+        assert_eq!(p.patches[&2].derp_region, 900);
+        p.peer_changed(2);
+        assert!(p.patches.is_empty());
+        // A patch after a pending full object is redundant.
+        p.patch(&PeerChange { node_id: 2, online: Some(false), ..Default::default() });
+        assert!(p.patches.is_empty());
+        p.peer_removed(2);
+        assert!(p.peers_changed.is_empty());
+        assert!(p.peers_removed.contains(&2));
+        p.peer_changed(2);
+        assert!(!p.peers_removed.contains(&2));
+        p.resync();
+        p.peer_changed(3);
+        assert!(p.full && p.peers_changed.is_empty());
+    }
+
+    #[test]
+    fn newer_session_replaces_older_and_online_follows() {
+        let s = Sessions::default();
+        let (a, online) = s.open(1);
+        assert!(online);
+        let (b, online) = s.open(1);
+        assert!(!online);
+        assert!(a.is_closed());
+        // The replaced session going away does not take the node offline.
+        assert!(!s.close(&a));
+        assert!(s.is_online(1));
+        assert!(s.close(&b));
+        assert!(!s.is_online(1));
+    }
+
+    #[tokio::test]
+    async fn update_wakes_the_session() {
+        let s = Sessions::default();
+        let (a, _) = s.open(1);
+        a.update(|p| p.dns = true);
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.changed()).await.unwrap();
+        assert!(a.take().dns);
+        assert!(a.take().is_empty());
+    }
+}

@@ -1,0 +1,63 @@
+//! What the service layer needs from persistent storage. The SQL
+//! implementations live in `headway-store`; tests use [`crate::memstore`].
+//!
+//! Every state change runs in one [`StoreTx`]: either all of its writes land
+//! or none do, so a crash never leaves half a registration.
+
+use async_trait::async_trait;
+
+use crate::model::{Node, NodeId, PreAuthKey, PreAuthKeyId, StoredPolicy, User, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write (another replica won a race,
+    /// or the caller asked for a duplicate).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A stored row could not be read back into the domain (hand-edited database?).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// Everything loaded at start-up.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub users: Vec<User>,
+    pub nodes: Vec<Node>,
+    pub preauth_keys: Vec<PreAuthKey>,
+    pub policy: Option<StoredPolicy>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    async fn load(&self) -> Result<Snapshot, StoreError>;
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
+    /// A short description for logs (`sqlite:/path`, `postgres://host/db`), no secrets.
+    fn describe(&self) -> String;
+    /// Whether the database answers (for readiness checks).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One transaction. Inserts return the id the database assigned.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn insert_user(&mut self, user: &User) -> Result<UserId, StoreError>;
+    async fn update_user(&mut self, user: &User) -> Result<(), StoreError>;
+    async fn delete_user(&mut self, id: UserId) -> Result<(), StoreError>;
+
+    async fn insert_node(&mut self, node: &Node) -> Result<NodeId, StoreError>;
+    async fn update_node(&mut self, node: &Node) -> Result<(), StoreError>;
+    async fn delete_node(&mut self, id: NodeId) -> Result<(), StoreError>;
+
+    async fn insert_preauth_key(&mut self, key: &PreAuthKey) -> Result<PreAuthKeyId, StoreError>;
+    async fn update_preauth_key(&mut self, key: &PreAuthKey) -> Result<(), StoreError>;
+    async fn delete_preauth_key(&mut self, id: PreAuthKeyId) -> Result<(), StoreError>;
+
+    async fn set_policy(&mut self, policy: &StoredPolicy) -> Result<(), StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

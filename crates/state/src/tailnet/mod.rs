@@ -1,0 +1,407 @@
+//! The tailnet in memory and its service methods.
+//!
+//! Writers are serialised by one async mutex: a change is validated against
+//! memory, written to the store in one transaction, applied to memory, then
+//! announced. Readers (map building, listings) take a short read lock and
+//! never touch the database.
+
+mod control;
+mod nodes;
+mod preauth;
+mod users;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use headway_proto::keys::{MachinePublic, NodePublic};
+use headway_proto::tailcfg::{FilterRule, PeerChange, SshPolicy};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
+
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::ipalloc::IpAllocator;
+use crate::model::*;
+use crate::sessions::Sessions;
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::view::{AccessControl, AllowAll};
+
+pub use control::{MapUpdate, RegisterOutcome};
+pub use preauth::NewPreAuthKey;
+pub use users::{NewUser, validate_user_name};
+
+#[derive(Debug)]
+struct Inner {
+    users: BTreeMap<UserId, Arc<User>>,
+    nodes: BTreeMap<NodeId, Arc<Node>>,
+    by_node_key: HashMap<NodePublic, NodeId>,
+    by_machine: HashMap<MachinePublic, Vec<NodeId>>,
+    by_name: HashMap<String, NodeId>,
+    keys: BTreeMap<PreAuthKeyId, PreAuthKey>,
+    key_by_prefix: HashMap<String, PreAuthKeyId>,
+    ipalloc: IpAllocator,
+    /// When each offline node went offline (for ephemeral clean-up).
+    offline_since: HashMap<NodeId, DateTime<Utc>>,
+}
+
+impl Inner {
+    fn put_node(&mut self, node: Arc<Node>) {
+        if let Some(old) = self.nodes.get(&node.id).cloned() {
+            self.unindex(&old);
+        }
+        self.by_node_key.insert(node.node_key, node.id);
+        self.by_machine.entry(node.machine_key).or_default().push(node.id);
+        self.by_name.insert(node.given_name.clone(), node.id);
+        for ip in node.ips() {
+            self.ipalloc.mark_used(ip);
+        }
+        self.nodes.insert(node.id, node);
+    }
+
+    fn unindex(&mut self, node: &Node) {
+        if self.by_node_key.get(&node.node_key) == Some(&node.id) {
+            self.by_node_key.remove(&node.node_key);
+        }
+        if let Some(ids) = self.by_machine.get_mut(&node.machine_key) {
+            ids.retain(|id| *id != node.id);
+            if ids.is_empty() {
+                self.by_machine.remove(&node.machine_key);
+            }
+        }
+        if self.by_name.get(&node.given_name) == Some(&node.id) {
+            self.by_name.remove(&node.given_name);
+        }
+    }
+
+    fn remove_node(&mut self, id: NodeId) -> Option<Arc<Node>> {
+        let node = self.nodes.remove(&id)?;
+        self.unindex(&node);
+        for ip in node.ips() {
+            self.ipalloc.release(ip);
+        }
+        self.offline_since.remove(&id);
+        Some(node)
+    }
+
+    fn put_key(&mut self, key: PreAuthKey) {
+        self.key_by_prefix.insert(key.prefix.clone(), key.id);
+        self.keys.insert(key.id, key);
+    }
+
+    fn user_by_name(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.values().find(|u| u.name == name)
+    }
+
+    fn name_taken(&self, name: &str, except: Option<NodeId>) -> bool {
+        self.by_name.get(name).is_some_and(|id| Some(*id) != except)
+    }
+}
+
+/// The tailnet: users, nodes, keys, access control, and open map sessions.
+#[derive(Debug)]
+pub struct Tailnet {
+    inner: RwLock<Inner>,
+    write: tokio::sync::Mutex<()>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+    sessions: Sessions,
+    access: RwLock<Arc<dyn AccessControl>>,
+    events: broadcast::Sender<Event>,
+    /// Nodes whose soft state (endpoints, host info, last seen) changed
+    /// since the last flush to the store.
+    soft_dirty: Mutex<HashSet<NodeId>>,
+}
+
+impl Tailnet {
+    /// Loads the tailnet from the store.
+    pub async fn load(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Result<Arc<Self>> {
+        let snapshot = store.load().await?;
+        let now = clock.now();
+        let mut inner = Inner {
+            users: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            by_node_key: HashMap::new(),
+            by_machine: HashMap::new(),
+            by_name: HashMap::new(),
+            keys: BTreeMap::new(),
+            key_by_prefix: HashMap::new(),
+            ipalloc: IpAllocator::new(settings.prefix_v4, settings.prefix_v6, settings.allocation),
+            offline_since: HashMap::new(),
+        };
+        for u in snapshot.users {
+            inner.users.insert(u.id, Arc::new(u));
+        }
+        for n in snapshot.nodes {
+            inner.offline_since.insert(n.id, now);
+            inner.put_node(Arc::new(n));
+        }
+        for k in snapshot.preauth_keys {
+            inner.put_key(k);
+        }
+        let (events, _) = broadcast::channel(4096);
+        Ok(Arc::new(Self {
+            inner: RwLock::new(inner),
+            write: tokio::sync::Mutex::new(()),
+            store,
+            clock,
+            settings: Arc::new(settings),
+            sessions: Sessions::default(),
+            access: RwLock::new(Arc::new(AllowAll::new())),
+            events,
+            soft_dirty: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Listeners beyond the map sessions (audit, metrics, replicas).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn access(&self) -> Arc<dyn AccessControl> {
+        self.access.read().clone()
+    }
+
+    /// Replaces the access control (a new policy) and resends every map.
+    pub fn set_access(&self, access: Arc<dyn AccessControl>) {
+        *self.access.write() = access;
+        self.announce(Event::PolicyChanged);
+    }
+
+    // --- readers ---------------------------------------------------------
+
+    pub fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        self.inner.read().nodes.get(&id).cloned()
+    }
+
+    pub fn node_by_key(&self, key: &NodePublic) -> Option<Arc<Node>> {
+        let inner = self.inner.read();
+        inner.by_node_key.get(key).and_then(|id| inner.nodes.get(id)).cloned()
+    }
+
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.inner.read().nodes.values().cloned().collect()
+    }
+
+    pub fn nodes_by_id(&self, ids: impl IntoIterator<Item = NodeId>) -> Vec<Arc<Node>> {
+        let inner = self.inner.read();
+        ids.into_iter().filter_map(|id| inner.nodes.get(&id).cloned()).collect()
+    }
+
+    pub fn user(&self, id: UserId) -> Option<Arc<User>> {
+        self.inner.read().users.get(&id).cloned()
+    }
+
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.inner.read().users.values().cloned().collect()
+    }
+
+    pub fn is_online(&self, id: NodeId) -> bool {
+        self.sessions.is_online(id)
+    }
+
+    /// The peers `node` receives in its map, sorted by id.
+    pub fn peers_of(&self, node: &Node) -> Vec<Arc<Node>> {
+        let access = self.access();
+        let inner = self.inner.read();
+        inner
+            .nodes
+            .values()
+            .filter(|p| p.id != node.id && access.can_see(node, p))
+            .cloned()
+            .collect()
+    }
+
+    pub fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>> {
+        self.access().packet_filter(node)
+    }
+
+    pub fn ssh_policy(&self, node: &Node) -> Option<SshPolicy> {
+        self.access().ssh_policy(node)
+    }
+
+    // --- change propagation -------------------------------------------------
+
+    /// Ids of the nodes that see `node` (have it as a peer).
+    fn viewers_of(&self, node: &Node) -> Vec<NodeId> {
+        let access = self.access();
+        let inner = self.inner.read();
+        if access.everyone_sees_everyone() {
+            return inner.nodes.keys().copied().filter(|id| *id != node.id).collect();
+        }
+        inner
+            .nodes
+            .values()
+            .filter(|v| v.id != node.id && access.can_see(v, node))
+            .map(|v| v.id)
+            .collect()
+    }
+
+    /// Marks what each affected session must send, then tells other listeners.
+    fn announce(&self, event: Event) {
+        match &event {
+            Event::NodeAdded { node } | Event::NodeUpdated { node } => {
+                if let Some(n) = self.node(*node) {
+                    for s in self.sessions.of(self.viewers_of(&n)) {
+                        s.update(|p| p.peer_changed(n.id));
+                    }
+                    if let Some(s) = self.sessions.get(n.id) {
+                        s.update(|p| p.self_changed = true);
+                    }
+                    self.filters_changed();
+                }
+            }
+            Event::NodeRemoved { node } => {
+                // The record is gone: every session that may have had it is told.
+                for s in self.sessions.all() {
+                    if s.node_id == *node {
+                        s.close();
+                    } else {
+                        s.update(|p| p.peer_removed(*node));
+                    }
+                }
+                self.filters_changed();
+            }
+            Event::NodePatched { change } => {
+                if let Some(n) = self.node(change.node_id) {
+                    for s in self.sessions.of(self.viewers_of(&n)) {
+                        s.update(|p| p.patch(change));
+                    }
+                }
+            }
+            Event::UserChanged { .. } | Event::UserRemoved { .. } => {
+                for s in self.sessions.all() {
+                    s.update(|p| p.user_profiles = true);
+                }
+            }
+            Event::PolicyChanged => {
+                for s in self.sessions.all() {
+                    s.update(|p| p.resync());
+                }
+            }
+            Event::DnsChanged => {
+                for s in self.sessions.all() {
+                    s.update(|p| p.dns = true);
+                }
+            }
+            Event::DerpMapChanged => {
+                for s in self.sessions.all() {
+                    s.update(|p| p.derp_map = true);
+                }
+            }
+        }
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// A node's change that moves it between peer sets: the viewers before
+    /// and after the change differ.
+    fn announce_visibility_change(&self, before: &[NodeId], node: &Node) {
+        let after: HashSet<NodeId> = self.viewers_of(node).into_iter().collect();
+        for s in self.sessions.of(before.iter().copied().filter(|v| !after.contains(v))) {
+            s.update(|p| p.peer_removed(node.id));
+        }
+        self.announce(Event::NodeUpdated { node: node.id });
+    }
+
+    fn filters_changed(&self) {
+        if self.access().filters_depend_on_nodes() {
+            for s in self.sessions.all() {
+                s.update(|p| p.packet_filter = true);
+            }
+        }
+    }
+
+    fn patch_peers(&self, change: PeerChange) {
+        self.announce(Event::NodePatched { change });
+    }
+
+    fn mark_soft_dirty(&self, id: NodeId) {
+        self.soft_dirty.lock().insert(id);
+    }
+
+    /// Writes soft state (endpoints, host info, disco key, last seen) that
+    /// changed since the last flush, in one transaction. Runs periodically and
+    /// at shutdown; a crash loses at most one interval of it, which clients
+    /// re-send on reconnect anyway.
+    pub async fn flush_soft_state(&self) -> Result<usize> {
+        let _w = self.write.lock().await;
+        let ids: Vec<NodeId> = self.soft_dirty.lock().drain().collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let nodes = self.nodes_by_id(ids.iter().copied());
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            for n in &nodes {
+                tx.update_node(n).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            // Keep them dirty for the next attempt.
+            self.soft_dirty.lock().extend(ids);
+            return Err(e.into());
+        }
+        Ok(nodes.len())
+    }
+
+    fn require_node(&self, id: NodeId) -> Result<Arc<Node>> {
+        self.node(id).ok_or_else(|| Error::not_found("node", id))
+    }
+
+    fn require_user(&self, id: UserId) -> Result<Arc<User>> {
+        self.user(id).ok_or_else(|| Error::not_found("user", id))
+    }
+}
+
+/// Tags must look like `tag:name` (letters, digits, hyphens; a letter first).
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let Some(name) = tag.strip_prefix("tag:") else {
+        return Err(Error::Invalid(format!("tag {tag:?} must start with \"tag:\", e.g. tag:server")));
+    };
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "tag {tag:?} is not valid: after \"tag:\" use a letter, then letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+/// Validated, sorted, de-duplicated tags.
+pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim();
+        validate_tag(t)?;
+        out.push(t.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

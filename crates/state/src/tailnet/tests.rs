@@ -1,0 +1,373 @@
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use headway_proto::keys::{DiscoPublic, MachinePublic, NodePublic};
+use headway_proto::tailcfg::{Hostinfo, MapRequest, NetInfo, RegisterRequest, RegisterResponseAuth};
+
+use super::*;
+use crate::clock::{Clock, ManualClock};
+use crate::memstore::MemStore;
+use crate::settings::Settings;
+
+struct Kit {
+    tailnet: Arc<Tailnet>,
+    store: MemStore,
+    clock: Arc<ManualClock>,
+}
+
+async fn kit() -> Kit {
+    kit_with(Settings::default()).await
+}
+
+async fn kit_with(settings: Settings) -> Kit {
+    let store = MemStore::default();
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()));
+    let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), settings).await.unwrap();
+    Kit { tailnet, store, clock }
+}
+
+fn mk(n: u8) -> MachinePublic {
+    MachinePublic([n; 32])
+}
+fn nk(n: u8) -> NodePublic {
+    NodePublic([n; 32])
+}
+
+fn req(node_key: NodePublic, key: &str, host: &str) -> RegisterRequest {
+    RegisterRequest {
+        version: 133,
+        node_key,
+        auth: Some(RegisterResponseAuth { auth_key: key.into(), ..Default::default() }),
+        hostinfo: Some(Hostinfo { hostname: host.into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+async fn user_and_key(k: &Kit, reusable: bool) -> (crate::model::User, String) {
+    let user = k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.unwrap();
+    let (_, key) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable, ..Default::default() })
+        .await
+        .unwrap();
+    (user, key)
+}
+
+#[tokio::test]
+async fn registers_with_a_key_and_allocates_addresses_and_names() {
+    let k = kit().await;
+    let (user, key) = user_and_key(&k, true).await;
+    let (resp, outcome) = k.tailnet.register(mk(1), &req(nk(1), &key, "My Laptop")).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Created);
+    assert!(resp.machine_authorized, "{resp:?}");
+    assert!(resp.error.is_empty());
+    assert_eq!(resp.user.id, user.id);
+    assert_eq!(resp.login.login_name, "alice@");
+    let (_, outcome) = k.tailnet.register(mk(2), &req(nk(2), &key, "my-laptop")).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Created);
+    let nodes = k.tailnet.list_nodes(None);
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].given_name, "my-laptop");
+    assert_eq!(nodes[1].given_name, "my-laptop-1");
+    assert_eq!(nodes[0].ipv4.unwrap().to_string(), "100.64.0.1");
+    assert_eq!(nodes[1].ipv4.unwrap().to_string(), "100.64.0.2");
+    assert_eq!(nodes[1].ipv6.unwrap().to_string(), "fd7a:115c:a1e0::2");
+    assert_eq!(k.store.node_count(), 2);
+}
+
+#[tokio::test]
+async fn single_use_key_refused_for_a_second_machine_but_not_for_a_refresh() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, false).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let (resp, outcome) = k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Refused);
+    assert!(resp.error.contains("already used"), "{}", resp.error);
+    // The same machine and node key re-sending the key: a refresh, not a refusal.
+    let (resp, outcome) = k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Reauthorized);
+    assert!(resp.error.is_empty(), "{}", resp.error);
+    assert_eq!(k.tailnet.list_nodes(None).len(), 1);
+}
+
+#[tokio::test]
+async fn bad_expired_and_malformed_keys_are_refused_with_messages_and_change_nothing() {
+    let k = kit().await;
+    let (user, _) = user_and_key(&k, true).await;
+    let (short, key) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(user.id),
+            reusable: true,
+            expiration: Some(k.clock.now() + Duration::hours(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    k.clock.advance(Duration::hours(2));
+    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    assert!(resp.error.contains("expired"), "{}", resp.error);
+    for junk in ["nonsense", "", "hskey-auth-000000000000-0000"] {
+        let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), junk, "a")).await.unwrap();
+        assert!(!resp.error.is_empty());
+    }
+    // Right prefix, wrong secret.
+    let forged = format!("hskey-auth-{}-{}", short.prefix, "0".repeat(64));
+    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &forged, "a")).await.unwrap();
+    assert!(resp.error.contains("invalid auth key"), "{}", resp.error);
+    assert!(k.tailnet.list_nodes(None).is_empty());
+    assert_eq!(k.store.node_count(), 0);
+}
+
+#[tokio::test]
+async fn node_key_from_another_machine_is_unauthorized() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let err = k.tailnet.register(mk(9), &req(nk(1), &key, "evil")).await.unwrap_err();
+    assert_eq!(err.kind(), crate::error::ErrorKind::Unauthorized);
+    let restart = RegisterRequest { version: 133, node_key: nk(1), ..Default::default() };
+    assert!(k.tailnet.register(mk(9), &restart).await.is_err());
+    let map = MapRequest { version: 133, node_key: nk(1), ..Default::default() };
+    assert!(k.tailnet.apply_map_request(mk(9), &map).await.is_err());
+}
+
+#[tokio::test]
+async fn restart_refresh_logout_and_relogin_keep_the_node() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let id = k.tailnet.list_nodes(None)[0].id;
+    let ip = k.tailnet.list_nodes(None)[0].ipv4;
+
+    let restart = RegisterRequest { version: 133, node_key: nk(1), ..Default::default() };
+    let (resp, outcome) = k.tailnet.register(mk(1), &restart).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Refreshed);
+    assert!(resp.machine_authorized);
+
+    let logout = RegisterRequest {
+        version: 133,
+        node_key: nk(1),
+        expiry: Some(Utc.timestamp_opt(123, 0).unwrap()),
+        ..Default::default()
+    };
+    let (_, outcome) = k.tailnet.register(mk(1), &logout).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::LoggedOut);
+    let node = k.tailnet.get_node(id).unwrap();
+    assert_eq!(node.expiry, Some(k.clock.now()), "stores now, not 1970");
+    // The expired node must log in again; without a key it is told so.
+    let (resp, _) = k.tailnet.register(mk(1), &restart).await.unwrap();
+    assert!(resp.node_key_expired);
+    // Logging in again (new node key, old one named) keeps id and address.
+    let mut again = req(nk(2), &key, "a");
+    again.old_node_key = nk(1);
+    let (resp, outcome) = k.tailnet.register(mk(1), &again).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Reauthorized);
+    assert!(!resp.node_key_expired);
+    let node = k.tailnet.get_node(id).unwrap();
+    assert_eq!(node.node_key, nk(2));
+    assert_eq!(node.ipv4, ip);
+    assert!(node.expiry.is_none());
+    assert!(k.tailnet.node_by_key(&nk(1)).is_none());
+}
+
+#[tokio::test]
+async fn ephemeral_nodes_go_at_logout_and_after_inactivity() {
+    let k = kit_with(Settings { ephemeral_inactivity_timeout: std::time::Duration::from_secs(60), ..Default::default() }).await;
+    let user = k.tailnet.create_user(NewUser { name: "bob".into(), ..Default::default() }).await.unwrap();
+    let (_, key) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable: true, ephemeral: true, ..Default::default() })
+        .await
+        .unwrap();
+    k.tailnet.register(mk(1), &req(nk(1), &key, "e1")).await.unwrap();
+    k.tailnet.register(mk(2), &req(nk(2), &key, "e2")).await.unwrap();
+    let ids: Vec<_> = k.tailnet.list_nodes(None).iter().map(|n| n.id).collect();
+    assert!(k.tailnet.list_nodes(None).iter().all(|n| n.ephemeral));
+
+    // Logout deletes at once.
+    let logout = RegisterRequest { version: 133, node_key: nk(1), expiry: Some(Utc.timestamp_opt(123, 0).unwrap()), ..Default::default() };
+    k.tailnet.register(mk(1), &logout).await.unwrap();
+    assert!(k.tailnet.node(ids[0]).is_none());
+
+    // Online nodes stay; offline ones go after the timeout, not before.
+    let s = k.tailnet.open_session(ids[1]);
+    k.clock.advance(Duration::minutes(10));
+    assert!(k.tailnet.collect_ephemeral().await.unwrap().is_empty());
+    k.tailnet.close_session(&s);
+    k.clock.advance(Duration::seconds(30));
+    assert!(k.tailnet.collect_ephemeral().await.unwrap().is_empty());
+    k.clock.advance(Duration::seconds(31));
+    assert_eq!(k.tailnet.collect_ephemeral().await.unwrap(), vec![ids[1]]);
+    assert_eq!(k.store.node_count(), 0);
+}
+
+#[tokio::test]
+async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    let a = k.tailnet.node_by_key(&nk(1)).unwrap();
+    let b = k.tailnet.node_by_key(&nk(2)).unwrap();
+    let sb = k.tailnet.open_session(b.id);
+    let sa = k.tailnet.open_session(a.id);
+    // b saw a come online.
+    assert_eq!(sb.take().patches[&a.id].online, Some(true));
+
+    let lite = MapRequest {
+        version: 133,
+        node_key: nk(1),
+        disco_key: DiscoPublic([7; 32]),
+        endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
+        hostinfo: Some(Hostinfo {
+            hostname: "a".into(),
+            net_info: Some(NetInfo { preferred_derp: 999, ..Default::default() }),
+            ..Default::default()
+        }),
+        omit_peers: true,
+        ..Default::default()
+    };
+    k.tailnet.apply_map_request(mk(1), &lite).await.unwrap();
+    let p = sb.take();
+    let patch = &p.patches[&a.id];
+    assert_eq!(patch.derp_region, 999);
+    assert_eq!(patch.disco_key, Some(DiscoPublic([7; 32])));
+    assert_eq!(patch.endpoints.as_ref().unwrap().len(), 1);
+    assert!(p.peers_changed.is_empty());
+    assert!(sa.take().is_empty(), "a is not told about itself");
+
+    // The same again: nothing for anyone.
+    k.tailnet.apply_map_request(mk(1), &lite).await.unwrap();
+    assert!(sb.take().is_empty());
+
+    // NetInfo noise (latency) without a DERP change: nothing either.
+    let mut noisy = lite.clone();
+    noisy.hostinfo.as_mut().unwrap().net_info.as_mut().unwrap().derp_latency.insert("999-v4".into(), 0.01);
+    k.tailnet.apply_map_request(mk(1), &noisy).await.unwrap();
+    assert!(sb.take().is_empty());
+
+    // A peer-visible host info change: a full object.
+    let mut renamed = lite.clone();
+    renamed.hostinfo.as_mut().unwrap().os = "linux".into();
+    k.tailnet.apply_map_request(mk(1), &renamed).await.unwrap();
+    assert!(sb.take().peers_changed.contains(&a.id));
+
+    k.tailnet.close_session(&sa);
+    let p = sb.take();
+    assert_eq!(p.patches[&a.id].online, Some(false));
+    assert!(p.patches[&a.id].last_seen.is_some());
+}
+
+#[tokio::test]
+async fn admin_changes_reach_peers_and_the_node_itself() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    let a = k.tailnet.node_by_key(&nk(1)).unwrap();
+    let b = k.tailnet.node_by_key(&nk(2)).unwrap();
+    let sa = k.tailnet.open_session(a.id);
+    let sb = k.tailnet.open_session(b.id);
+    sa.take();
+    sb.take();
+
+    let err = k.tailnet.rename_node(a.id, "b").await.unwrap_err();
+    assert_eq!(err.kind(), crate::error::ErrorKind::Conflict);
+    assert!(k.tailnet.rename_node(a.id, "Bad Name").await.is_err());
+    k.tailnet.rename_node(a.id, "web").await.unwrap();
+    assert!(sa.take().self_changed);
+    assert!(sb.take().peers_changed.contains(&a.id));
+    assert_eq!(k.tailnet.get_node(a.id).unwrap().given_name, "web");
+
+    k.tailnet.delete_node(a.id).await.unwrap();
+    assert!(sa.is_closed());
+    assert!(sb.take().peers_removed.contains(&a.id));
+    // Its name and address are free again.
+    k.tailnet.rename_node(b.id, "web").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_commit_changes_nothing_in_memory() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.store.fail_commits(true);
+    assert!(k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.is_err());
+    assert!(k.tailnet.create_user(NewUser { name: "carol".into(), ..Default::default() }).await.is_err());
+    k.store.fail_commits(false);
+    assert!(k.tailnet.list_nodes(None).is_empty());
+    assert!(k.tailnet.resolve_user("carol").is_err());
+    // The address that was briefly taken was given back.
+    assert!(!k.tailnet.inner.read().ipalloc.is_used("100.64.0.1".parse().unwrap()));
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    assert_eq!(k.tailnet.list_nodes(None).len(), 1);
+}
+
+#[tokio::test]
+async fn users_validate_names_and_refuse_deletion_while_owning_nodes() {
+    let k = kit().await;
+    for bad in ["", "with space", "two@@at", "123", "-x"] {
+        assert!(k.tailnet.create_user(NewUser { name: bad.into(), ..Default::default() }).await.is_err(), "{bad}");
+    }
+    let (user, key) = user_and_key(&k, true).await;
+    assert!(k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.is_err());
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let err = k.tailnet.delete_user(user.id).await.unwrap_err();
+    assert!(err.to_string().contains("still owns 1 node"), "{err}");
+    let id = k.tailnet.list_nodes(None)[0].id;
+    k.tailnet.delete_node(id).await.unwrap();
+    k.tailnet.delete_user(user.id).await.unwrap();
+    assert!(k.tailnet.list_preauth_keys(None).is_empty());
+    assert_eq!(k.tailnet.resolve_user(&user.id.to_string()).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn tagged_keys_make_tagged_nodes_without_expiry() {
+    let k = kit_with(Settings { node_expiry: Some(std::time::Duration::from_secs(3600)), ..Default::default() }).await;
+    let (_, key) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey { tags: vec!["tag:server".into()], reusable: true, ..Default::default() })
+        .await
+        .unwrap();
+    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &key, "srv")).await.unwrap();
+    assert_eq!(resp.user.id, crate::model::TAGGED_DEVICES_USER_ID);
+    let n = k.tailnet.node_by_key(&nk(1)).unwrap();
+    assert_eq!(n.tags, vec!["tag:server"]);
+    assert!(n.expiry.is_none());
+    assert!(k.tailnet.create_preauth_key(NewPreAuthKey { tags: vec!["server".into()], ..Default::default() }).await.is_err());
+    assert!(k.tailnet.create_preauth_key(NewPreAuthKey::default()).await.is_err());
+    // A user node gets the default expiry.
+    let (_, ukey) = {
+        let u = k.tailnet.create_user(NewUser { name: "dave".into(), ..Default::default() }).await.unwrap();
+        k.tailnet.create_preauth_key(NewPreAuthKey { user: Some(u.id), ..Default::default() }).await.unwrap()
+    };
+    k.tailnet.register(mk(2), &req(nk(2), &ukey, "laptop")).await.unwrap();
+    let n = k.tailnet.node_by_key(&nk(2)).unwrap();
+    assert_eq!(n.expiry, Some(k.clock.now() + Duration::hours(1)));
+}
+
+#[tokio::test]
+async fn reload_from_store_keeps_nodes_addresses_and_keys() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let before = k.tailnet.list_nodes(None);
+    let again = Tailnet::load(Arc::new(k.store.clone()), k.clock.clone(), Settings::default()).await.unwrap();
+    let after = again.list_nodes(None);
+    assert_eq!(before.len(), after.len());
+    assert_eq!(*before[0], *after[0]);
+    // The key still works and the next address is not the one in use.
+    again.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    assert_eq!(again.node_by_key(&nk(2)).unwrap().ipv4.unwrap().to_string(), "100.64.0.2");
+}
+
+#[tokio::test]
+async fn old_clients_are_refused_with_a_clear_message() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    let mut r = req(nk(1), &key, "a");
+    r.version = 90;
+    let (resp, outcome) = k.tailnet.register(mk(1), &r).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Refused);
+    assert!(resp.error.contains("1.78"), "{}", resp.error);
+}
