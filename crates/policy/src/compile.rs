@@ -1,0 +1,748 @@
+//! Compilation of a policy against a tailnet: who may reach whom.
+//!
+//! [`CompiledPolicy`] is built once per policy change (or topology change)
+//! and answers, per node, the packet filter, the peers (with the routes each
+//! peer carries for it) and the peer relation. The expensive part — deciding
+//! for every node which rules it is a source or a destination of — is done
+//! once per node; nodes with the same answers form an *identity class* and
+//! share everything derived from it (filter template, peer relation). A
+//! node's own filter is its class template instantiated with its addresses.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use headway_proto::tailcfg::{CapGrant, FilterRule, NetPortRange, NodeId, PeerCapMap, PortRange, UserId};
+use ipnet::IpNet;
+
+use crate::addr::{AddrSet, well_known};
+use crate::bitset::BitSet;
+use crate::error::Result;
+use crate::syntax::{Alias, AutoGroup, Grant, Policy};
+use crate::topology::{PolicyNode, PolicyUser};
+
+/// Capabilities for which Tailscale also sends a reversed "companion" grant.
+const COMPANION_CAPS: &[(&str, &str)] =
+    &[("tailscale.com/cap/drive", "tailscale.com/cap/drive-sharer"), ("tailscale.com/cap/relay", "tailscale.com/cap/relay-target")];
+
+/// What a rule grants once its sources may reach its destinations.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Body {
+    Ip { protos: Vec<i32>, ports: Vec<PortRange> },
+    Cap(PeerCapMap),
+}
+
+/// One destination selector of a rule, resolved.
+#[derive(Debug, Clone)]
+pub(crate) enum Dst {
+    /// Identity selectors (users, groups, tags, member/tagged): the matching nodes;
+    /// each node is reached at its own addresses.
+    Nodes(BitSet),
+    /// Address selectors (`*`, IPs, CIDRs, hosts, internet): text form and set of each entry.
+    Addrs(Vec<(String, AddrSet)>),
+}
+
+/// A rule of the policy resolved against the tailnet (ACL entries and grants alike).
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    /// Every address a source may have (for "is this node/route a source").
+    pub src_set: AddrSet,
+    /// `SrcIPs` as Tailscale writes them.
+    pub src_tokens: Arc<[String]>,
+    pub dsts: Vec<Dst>,
+    /// The rule (also) targets `autogroup:self`.
+    pub self_dst: bool,
+    pub body: Body,
+    /// Via tags: only routers with one of these tags carry the rule, for their routes.
+    pub via: Vec<String>,
+}
+
+/// Facts about one node that the engine needs again and again.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeFacts {
+    pub node: PolicyNode,
+    pub ips: Vec<IpAddr>,
+    pub owner: Option<UserId>,
+    pub subnet_routes: Vec<IpNet>,
+    pub exit_routes: Vec<IpNet>,
+}
+
+impl NodeFacts {
+    fn new(node: &PolicyNode) -> Self {
+        NodeFacts {
+            ips: node.ips().collect(),
+            owner: node.owner(),
+            subnet_routes: node.subnet_routes(),
+            exit_routes: node.exit_routes(),
+            node: node.clone(),
+        }
+    }
+
+    pub fn is_exit(&self) -> bool {
+        !self.exit_routes.is_empty()
+    }
+
+    fn in_set(&self, set: &AddrSet) -> bool {
+        self.ips.iter().any(|ip| set.contains_ip(*ip))
+    }
+
+    /// Whether traffic from/to `set` concerns this node: its addresses, or a subnet it routes.
+    fn touches(&self, set: &AddrSet) -> bool {
+        self.in_set(set) || self.subnet_routes.iter().any(|r| set.overlaps_prefix(*r))
+    }
+}
+
+/// Membership of one node in the rules, which decides its identity class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Signature {
+    /// Rules the node is a source of.
+    src: BitSet,
+    /// (rule, dst, entry) triples the node is a destination of, flattened.
+    dst: BitSet,
+    /// Owner, when the policy has `autogroup:self` rules (then classes are per user).
+    self_owner: Option<UserId>,
+}
+
+/// An identity class: nodes that match exactly the same rules in the same way.
+#[derive(Debug, Clone)]
+pub(crate) struct Class {
+    sig: Signature,
+    /// Rules the class is a destination of (any dst).
+    dst_rules: BitSet,
+    pub members: Vec<usize>,
+}
+
+/// A policy compiled against a tailnet; cheap per-node queries.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub(crate) policy: Option<Arc<Policy>>,
+    pub(crate) users: Vec<PolicyUser>,
+    pub(crate) nodes: Vec<NodeFacts>,
+    pub(crate) by_id: HashMap<NodeId, usize>,
+    pub(crate) rules: Vec<Rule>,
+    /// Offsets of each rule's (dst, entry) pairs in the flattened signature bit space.
+    dst_slots: Vec<Vec<usize>>,
+    pub(crate) classes: Vec<Class>,
+    pub(crate) node_class: Vec<usize>,
+    /// Symmetric class relation: class i and class j nodes see each other.
+    relation: Vec<BitSet>,
+    /// Primary router (node index) of each subnet route.
+    pub(crate) primaries: BTreeMap<IpNet, usize>,
+}
+
+fn node_ip_tokens(n: &NodeFacts, out: &mut Vec<String>, seen: &mut BTreeSet<String>) {
+    for ip in &n.ips {
+        let s = ip.to_string();
+        if seen.insert(s.clone()) {
+            out.push(s);
+        }
+    }
+}
+
+/// Resolves selectors against the tailnet.
+pub(crate) struct Resolver<'a> {
+    pub policy: &'a Policy,
+    pub users: &'a [PolicyUser],
+    pub nodes: &'a [NodeFacts],
+}
+
+impl Resolver<'_> {
+    fn user_matches(&self, owner: Option<UserId>, token: &str) -> bool {
+        let Some(uid) = owner else { return false };
+        self.users.iter().any(|u| u.id == uid && u.matches(token))
+    }
+
+    /// Nodes an identity selector stands for; `None` for address selectors.
+    pub fn nodes_of(&self, alias: &Alias) -> Option<BitSet> {
+        let mut set = BitSet::with_len(self.nodes.len());
+        let pick = |set: &mut BitSet, f: &dyn Fn(&NodeFacts) -> bool| {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if f(n) {
+                    set.set(i);
+                }
+            }
+        };
+        match alias {
+            Alias::User(u) => pick(&mut set, &|n| self.user_matches(n.owner, u)),
+            Alias::UserDomain(d) => pick(&mut set, &|n| {
+                n.owner.is_some_and(|uid| self.users.iter().any(|u| u.id == uid && u.email_domain() == Some(d.as_str())))
+            }),
+            Alias::Group(g) => {
+                let members = self.policy.groups.get(g).cloned().unwrap_or_default();
+                pick(&mut set, &|n| members.iter().any(|m| self.user_matches(n.owner, m)))
+            }
+            Alias::Tag(t) => pick(&mut set, &|n| n.node.has_tag(t)),
+            Alias::Auto(AutoGroup::Member) => pick(&mut set, &|n| n.owner.is_some()),
+            Alias::Auto(AutoGroup::Tagged) => pick(&mut set, &|n| n.node.is_tagged()),
+            Alias::Auto(AutoGroup::Role(_)) => {}
+            Alias::Auto(AutoGroup::SelfDevices) => {}
+            _ => return None,
+        }
+        Some(set)
+    }
+
+    /// Approved subnet routes of the whole tailnet (part of what `*` means as a source).
+    fn all_subnet_routes(&self) -> Vec<IpNet> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for n in self.nodes {
+            for r in &n.subnet_routes {
+                if seen.insert(*r) {
+                    out.push(*r);
+                }
+            }
+        }
+        out
+    }
+
+    /// The addresses and `SrcIPs` text of a list of source selectors.
+    pub fn sources(&self, aliases: &[Alias]) -> (AddrSet, Vec<String>) {
+        let mut set = AddrSet::new();
+        let mut tokens = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut push = |tokens: &mut Vec<String>, s: String| {
+            if seen.insert(s.clone()) {
+                tokens.push(s);
+            }
+        };
+        for alias in aliases {
+            match alias {
+                Alias::Wildcard => {
+                    set = AddrSet::everything();
+                    for r in well_known::tailnet().ranges() {
+                        push(&mut tokens, r.to_string());
+                    }
+                    for r in self.all_subnet_routes() {
+                        push(&mut tokens, r.to_string());
+                    }
+                }
+                Alias::Auto(AutoGroup::DangerAll) => {
+                    set = AddrSet::everything();
+                    push(&mut tokens, "*".to_owned());
+                }
+                Alias::Prefix(p) | Alias::Host { net: p, .. } => {
+                    set.add_prefix(*p);
+                    push(&mut tokens, prefix_text(p));
+                }
+                Alias::Auto(AutoGroup::Internet) => {
+                    let inet = well_known::internet();
+                    for r in inet.ranges() {
+                        push(&mut tokens, r.range_string());
+                    }
+                    set.add_set(&inet);
+                }
+                other => {
+                    if let Some(nodes) = self.nodes_of(other) {
+                        for i in nodes.ones() {
+                            let n = &self.nodes[i];
+                            for ip in &n.ips {
+                                set.add_ip(*ip);
+                                push(&mut tokens, ip.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (set, tokens)
+    }
+
+    /// A destination selector, resolved.
+    pub fn destination(&self, alias: &Alias) -> Dst {
+        match alias {
+            Alias::Wildcard => Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())]),
+            Alias::Prefix(p) | Alias::Host { net: p, .. } => Dst::Addrs(vec![(prefix_text(p), AddrSet::from_prefix(*p))]),
+            Alias::Auto(AutoGroup::Internet) => Dst::Addrs(
+                well_known::internet()
+                    .ranges()
+                    .map(|r| {
+                        let mut s = AddrSet::new();
+                        s.add_range(r);
+                        (r.range_string(), s)
+                    })
+                    .collect(),
+            ),
+            Alias::Auto(AutoGroup::DangerAll) => Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())]),
+            other => Dst::Nodes(self.nodes_of(other).unwrap_or_default()),
+        }
+    }
+}
+
+pub(crate) fn prefix_text(p: &IpNet) -> String {
+    if p.prefix_len() == p.max_prefix_len() { p.addr().to_string() } else { p.to_string() }
+}
+
+/// Turns the policy's grants into resolved rules (ACLs are already grants).
+fn build_rules(res: &Resolver, grants: &[Grant]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for g in grants {
+        if g.src.is_empty() || g.dst.is_empty() {
+            continue;
+        }
+        let src_aliases: Vec<Alias> = g.src.iter().map(|s| s.value.clone()).collect();
+        let (src_set, src_tokens) = res.sources(&src_aliases);
+        let src_tokens: Arc<[String]> = src_tokens.into();
+        let self_dst = g.dst.iter().any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
+        let dst_aliases: Vec<&Alias> =
+            g.dst.iter().map(|d| &d.value).filter(|a| **a != Alias::Auto(AutoGroup::SelfDevices)).collect();
+        let dsts: Vec<Dst> = dst_aliases.iter().map(|a| res.destination(a)).collect();
+        for ip in &g.ip {
+            rules.push(Rule {
+                src_set: src_set.clone(),
+                src_tokens: src_tokens.clone(),
+                dsts: dsts.clone(),
+                self_dst,
+                body: Body::Ip { protos: ip.protos.clone(), ports: ip.ports.clone() },
+                via: g.via.clone(),
+            });
+        }
+        if !g.app.is_empty() {
+            rules.push(Rule {
+                src_set: src_set.clone(),
+                src_tokens: src_tokens.clone(),
+                dsts: dsts.clone(),
+                self_dst,
+                body: Body::Cap(g.app.clone()),
+                via: g.via.clone(),
+            });
+            // Companion grants go the other way: from the destinations to the sources.
+            for (cap, companion) in COMPANION_CAPS {
+                if !g.app.contains_key(*cap) || dst_aliases.is_empty() {
+                    continue;
+                }
+                let rev_src: Vec<Alias> = dst_aliases.iter().map(|a| (*a).clone()).collect();
+                let (rs, rt) = res.sources(&rev_src);
+                let rev_dsts: Vec<Dst> = src_aliases.iter().map(|a| res.destination(a)).collect();
+                let mut caps = PeerCapMap::new();
+                caps.insert((*companion).to_owned(), vec![]);
+                rules.push(Rule {
+                    src_set: rs,
+                    src_tokens: rt.into(),
+                    dsts: rev_dsts,
+                    self_dst: false,
+                    body: Body::Cap(caps),
+                    via: vec![],
+                });
+            }
+        }
+    }
+    rules
+}
+
+/// Picks the primary router of every subnet route: among online nodes serving
+/// it, the one with the lowest id (the earliest registered), as Tailscale does.
+pub fn primary_routes(nodes: &[PolicyNode]) -> BTreeMap<IpNet, NodeId> {
+    let mut out: BTreeMap<IpNet, NodeId> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| n.online) {
+        for r in n.subnet_routes() {
+            out.entry(r).and_modify(|id| *id = (*id).min(n.id)).or_insert(n.id);
+        }
+    }
+    out
+}
+
+impl CompiledPolicy {
+    /// Compiles `policy` (or, with `None`, the no-policy default: everyone
+    /// reaches everyone) for a tailnet.
+    pub fn new(policy: Option<Arc<Policy>>, users: &[PolicyUser], nodes: &[PolicyNode]) -> Result<CompiledPolicy> {
+        let facts: Vec<NodeFacts> = nodes.iter().map(NodeFacts::new).collect();
+        let by_id = facts.iter().enumerate().map(|(i, n)| (n.node.id, i)).collect();
+        let primaries = {
+            let ids: HashMap<NodeId, usize> = facts.iter().enumerate().map(|(i, n)| (n.node.id, i)).collect();
+            primary_routes(nodes).into_iter().filter_map(|(r, id)| ids.get(&id).map(|i| (r, *i))).collect()
+        };
+        let rules = match &policy {
+            Some(p) => {
+                p.check_tailnet_references(users)?;
+                let res = Resolver { policy: p, users, nodes: &facts };
+                if p.has_access_rules {
+                    build_rules(&res, &p.grants)
+                } else {
+                    allow_all_rules()
+                }
+            }
+            None => allow_all_rules(),
+        };
+        let mut compiled = CompiledPolicy {
+            policy,
+            users: users.to_vec(),
+            nodes: facts,
+            by_id,
+            rules,
+            dst_slots: vec![],
+            classes: vec![],
+            node_class: vec![],
+            relation: vec![],
+            primaries,
+        };
+        compiled.classify();
+        Ok(compiled)
+    }
+
+    fn classify(&mut self) {
+        let mut slot = 0;
+        self.dst_slots = self
+            .rules
+            .iter()
+            .map(|r| {
+                r.dsts
+                    .iter()
+                    .map(|d| {
+                        let start = slot;
+                        slot += match d {
+                            Dst::Nodes(_) => 1,
+                            Dst::Addrs(e) => e.len(),
+                        };
+                        start
+                    })
+                    .collect()
+            })
+            .collect();
+        let has_self = self.rules.iter().any(|r| r.self_dst);
+        let mut index: HashMap<Signature, usize> = HashMap::new();
+        self.classes.clear();
+        self.node_class = Vec::with_capacity(self.nodes.len());
+        for ni in 0..self.nodes.len() {
+            let sig = self.signature(ni, slot, has_self);
+            let ci = *index.entry(sig.clone()).or_insert_with(|| {
+                let mut dst_rules = BitSet::with_len(self.rules.len());
+                for (ri, slots) in self.dst_slots.iter().enumerate() {
+                    let end = self.dst_slots.get(ri + 1).and_then(|s| s.first().copied()).unwrap_or(usize::MAX);
+                    let _ = end;
+                    for (di, &start) in slots.iter().enumerate() {
+                        let width = match &self.rules[ri].dsts[di] {
+                            Dst::Nodes(_) => 1,
+                            Dst::Addrs(e) => e.len(),
+                        };
+                        if (start..start + width).any(|b| sig.dst.get(b)) {
+                            dst_rules.set(ri);
+                        }
+                    }
+                }
+                self.classes.push(Class { sig, dst_rules, members: vec![] });
+                self.classes.len() - 1
+            });
+            self.classes[ci].members.push(ni);
+            self.node_class.push(ci);
+        }
+        // Class relation: A sees B if A is a source of a rule B is a destination of, or vice versa,
+        // or both belong to the same user and an autogroup:self rule lets one reach the other.
+        let self_rules: BitSet = {
+            let mut b = BitSet::with_len(self.rules.len());
+            for (i, r) in self.rules.iter().enumerate() {
+                if r.self_dst {
+                    b.set(i);
+                }
+            }
+            b
+        };
+        let n = self.classes.len();
+        self.relation = vec![BitSet::with_len(n); n];
+        for a in 0..n {
+            for b in a..n {
+                let (ca, cb) = (&self.classes[a], &self.classes[b]);
+                let mut related = ca.sig.src.intersects(&cb.dst_rules) || cb.sig.src.intersects(&ca.dst_rules);
+                if !related && ca.sig.self_owner.is_some() && ca.sig.self_owner == cb.sig.self_owner {
+                    related = ca.sig.src.intersects(&self_rules) || cb.sig.src.intersects(&self_rules);
+                }
+                if related {
+                    self.relation[a].set(b);
+                    self.relation[b].set(a);
+                }
+            }
+        }
+    }
+
+    fn signature(&self, ni: usize, dst_bits: usize, has_self: bool) -> Signature {
+        let n = &self.nodes[ni];
+        let mut src = BitSet::with_len(self.rules.len());
+        let mut dst = BitSet::with_len(dst_bits);
+        for (ri, rule) in self.rules.iter().enumerate() {
+            if n.touches(&rule.src_set) {
+                src.set(ri);
+            }
+            for (di, d) in rule.dsts.iter().enumerate() {
+                let start = self.dst_slots[ri][di];
+                for e in self.dst_entries_for(ni, rule, d) {
+                    dst.set(start + e);
+                }
+            }
+        }
+        Signature { src, dst, self_owner: if has_self { n.owner } else { None } }
+    }
+
+    /// Which entries of destination `d` of `rule` concern node `ni`.
+    fn dst_entries_for(&self, ni: usize, rule: &Rule, d: &Dst) -> Vec<usize> {
+        let n = &self.nodes[ni];
+        if !rule.via.is_empty() {
+            if !rule.via.iter().any(|t| n.node.has_tag(t)) {
+                return vec![];
+            }
+            let Dst::Addrs(entries) = d else { return vec![] };
+            return entries
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, set))| {
+                    n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r))
+                        || (n.is_exit() && set.is_subset_of(&well_known::internet()))
+                })
+                .map(|(i, _)| i)
+                .collect();
+        }
+        match d {
+            Dst::Nodes(set) => {
+                if set.get(ni) {
+                    vec![0]
+                } else {
+                    vec![]
+                }
+            }
+            Dst::Addrs(entries) => entries
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, set))| n.touches(set) || (n.is_exit() && set.is_subset_of(&well_known::internet())))
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+
+    /// Index of a node, if it is part of the compiled tailnet.
+    pub(crate) fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The packet filter of a node: the rules that let others reach it.
+    pub fn filter_for(&self, id: NodeId) -> Vec<FilterRule> {
+        let Some(ni) = self.index_of(id) else { return vec![] };
+        let n = &self.nodes[ni];
+        let class = &self.classes[self.node_class[ni]];
+        let mut out: Vec<FilterRule> = Vec::new();
+        // Port rules with equal SrcIPs and protocols are merged, as Tailscale does.
+        let mut merge: HashMap<(Arc<[String]>, Vec<i32>), usize> = HashMap::new();
+        let mut push_ip = |out: &mut Vec<FilterRule>, src: Arc<[String]>, protos: &[i32], dsts: Vec<NetPortRange>| {
+            if dsts.is_empty() || src.is_empty() {
+                return;
+            }
+            let key = (src.clone(), protos.to_vec());
+            if let Some(&i) = merge.get(&key) {
+                let rule: &mut FilterRule = &mut out[i];
+                for d in dsts {
+                    if !rule.dst_ports.contains(&d) {
+                        rule.dst_ports.push(d);
+                    }
+                }
+            } else {
+                merge.insert(key, out.len());
+                let mut unique = Vec::with_capacity(dsts.len());
+                for d in dsts {
+                    if !unique.contains(&d) {
+                        unique.push(d);
+                    }
+                }
+                out.push(FilterRule { src_ips: src.to_vec(), dst_ports: unique, ip_proto: protos.to_vec(), cap_grant: vec![] });
+            }
+        };
+        for (ri, rule) in self.rules.iter().enumerate() {
+            // Destinations of this rule that concern the node.
+            let mut texts: Vec<String> = Vec::new();
+            let mut cap_dsts: Vec<IpNet> = Vec::new();
+            if class.dst_rules.get(ri) {
+                for (di, d) in rule.dsts.iter().enumerate() {
+                    let start = self.dst_slots[ri][di];
+                    match d {
+                        Dst::Nodes(_) => {
+                            if class.sig.dst.get(start) {
+                                texts.extend(n.ips.iter().map(|ip| ip.to_string()));
+                                cap_dsts.extend(n.ips.iter().map(|ip| IpNet::from(*ip)));
+                            }
+                        }
+                        Dst::Addrs(entries) => {
+                            for (ei, (text, set)) in entries.iter().enumerate() {
+                                if !class.sig.dst.get(start + ei) {
+                                    continue;
+                                }
+                                texts.push(text.clone());
+                                // Capabilities name the node's own addresses, or the routed prefix.
+                                for ip in &n.ips {
+                                    if set.contains_ip(*ip) {
+                                        cap_dsts.push(IpNet::from(*ip));
+                                    }
+                                }
+                                if text != "*" {
+                                    if let Some(p) = entries_prefix(text) {
+                                        if n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r)) {
+                                            cap_dsts.push(p);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            match &rule.body {
+                Body::Ip { protos, ports } => {
+                    let dsts: Vec<NetPortRange> = texts
+                        .iter()
+                        .flat_map(|t| ports.iter().map(move |p| NetPortRange { ip: t.clone(), ports: *p }))
+                        .collect();
+                    push_ip(&mut out, rule.src_tokens.clone(), protos, dsts);
+                }
+                Body::Cap(caps) => {
+                    cap_dsts.sort_by_key(|p| (p.addr(), p.prefix_len()));
+                    cap_dsts.dedup();
+                    if !cap_dsts.is_empty() {
+                        out.push(FilterRule {
+                            src_ips: rule.src_tokens.to_vec(),
+                            dst_ports: vec![],
+                            ip_proto: vec![],
+                            cap_grant: vec![CapGrant { dsts: cap_dsts, cap_map: caps.clone() }],
+                        });
+                    }
+                }
+            }
+            // autogroup:self: the owner's devices that are sources may reach this node.
+            if rule.self_dst {
+                if let Some(owner) = n.owner {
+                    let same: Vec<&NodeFacts> = self
+                        .nodes
+                        .iter()
+                        .filter(|m| m.owner == Some(owner) && m.ips.iter().any(|ip| rule.src_set.contains_ip(*ip)))
+                        .collect();
+                    let mut src = Vec::new();
+                    let mut seen = BTreeSet::new();
+                    for m in &same {
+                        node_ip_tokens(m, &mut src, &mut seen);
+                    }
+                    let src: Arc<[String]> = src.into();
+                    match &rule.body {
+                        Body::Ip { protos, ports } => {
+                            let dsts: Vec<NetPortRange> = n
+                                .ips
+                                .iter()
+                                .flat_map(|ip| ports.iter().map(move |p| NetPortRange { ip: ip.to_string(), ports: *p }))
+                                .collect();
+                            push_ip(&mut out, src, protos, dsts);
+                        }
+                        Body::Cap(caps) => {
+                            if !src.is_empty() {
+                                out.push(FilterRule {
+                                    src_ips: src.to_vec(),
+                                    dst_ports: vec![],
+                                    ip_proto: vec![],
+                                    cap_grant: vec![CapGrant { dsts: n.ips.iter().map(|ip| IpNet::from(*ip)).collect(), cap_map: caps.clone() }],
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether two nodes see each other (symmetric).
+    pub fn can_see(&self, a: NodeId, b: NodeId) -> bool {
+        match (self.index_of(a), self.index_of(b)) {
+            (Some(x), Some(y)) if x != y => self.relation[self.node_class[x]].get(self.node_class[y]),
+            _ => false,
+        }
+    }
+
+    /// The nodes a node is given as peers: those it may reach or that may reach it.
+    pub fn peers_of(&self, id: NodeId) -> Vec<NodeId> {
+        let Some(ni) = self.index_of(id) else { return vec![] };
+        let rel = &self.relation[self.node_class[ni]];
+        let mut out: Vec<NodeId> = rel
+            .ones()
+            .flat_map(|c| self.classes[c].members.iter().copied())
+            .filter(|&m| m != ni)
+            .map(|m| self.nodes[m].node.id)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether `viewer` may send to or receive from addresses in `route` (for subnet routes).
+    fn route_visible(&self, viewer: usize, router: usize, route: &IpNet) -> bool {
+        let class = &self.classes[self.node_class[viewer]];
+        let rset = AddrSet::from_prefix(*route);
+        for (ri, rule) in self.rules.iter().enumerate() {
+            let viewer_src = class.sig.src.get(ri);
+            let viewer_dst = class.dst_rules.get(ri);
+            if !viewer_src && !viewer_dst {
+                continue;
+            }
+            if !rule.via.is_empty() && !rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)) {
+                continue;
+            }
+            if viewer_src && rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset)))) {
+                return true;
+            }
+            if viewer_dst && rule.via.is_empty() && rule.src_set.overlaps(&rset) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether `viewer` may send traffic to the internet (through an exit node).
+    fn exit_visible(&self, viewer: usize, router: usize) -> bool {
+        let class = &self.classes[self.node_class[viewer]];
+        let inet = well_known::internet();
+        self.rules.iter().enumerate().any(|(ri, rule)| {
+            class.sig.src.get(ri)
+                && (rule.via.is_empty() || rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)))
+                && rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&inet))))
+        })
+    }
+
+    /// A peer as `viewer` sees it: its AllowedIPs and the primary routes among them.
+    pub fn peer_view(&self, viewer: NodeId, peer: NodeId) -> Option<PeerView> {
+        let v = self.index_of(viewer)?;
+        let p = self.index_of(peer)?;
+        let pf = &self.nodes[p];
+        let mut allowed: Vec<IpNet> = pf.ips.iter().map(|ip| IpNet::from(*ip)).collect();
+        let mut primary = Vec::new();
+        for r in &pf.subnet_routes {
+            if self.primaries.get(r) == Some(&p) && self.route_visible(v, p, r) {
+                allowed.push(*r);
+                primary.push(*r);
+            }
+        }
+        if pf.is_exit() && self.exit_visible(v, p) {
+            allowed.extend(pf.exit_routes.iter().copied());
+        }
+        Some(PeerView { id: peer, allowed_ips: allowed, primary_routes: primary })
+    }
+
+    pub(crate) fn node(&self, i: usize) -> &NodeFacts {
+        &self.nodes[i]
+    }
+}
+
+/// The prefix an address entry stands for, if it is one (not a range or `*`).
+fn entries_prefix(text: &str) -> Option<IpNet> {
+    crate::syntax::parse_prefix(text)
+}
+
+fn allow_all_rules() -> Vec<Rule> {
+    vec![Rule {
+        src_set: AddrSet::everything(),
+        src_tokens: vec!["*".to_owned()].into(),
+        dsts: vec![Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())])],
+        self_dst: false,
+        body: Body::Ip { protos: vec![], ports: vec![PortRange::ANY] },
+        via: vec![],
+    }]
+}
+
+/// A peer of a node, as that node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    pub id: NodeId,
+    /// The peer's addresses plus the routes it carries for the viewer.
+    pub allowed_ips: Vec<IpNet>,
+    /// Subnet routes for which the peer is the primary router (exit routes are never listed).
+    pub primary_routes: Vec<IpNet>,
+}
