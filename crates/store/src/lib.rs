@@ -1,1 +1,266 @@
-//! headway-store (being written).
+//! Persistence of the domain in SQL: SQLite by default, PostgreSQL when one
+//! server is not enough. One schema, one set of statements (`$n` parameters
+//! work on both), migrations per backend run at start-up.
+//!
+//! This crate holds no logic: it reads and writes the records the service
+//! layer (`headway-state`) decides on, each change in one transaction.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use headway_state::model::*;
+use headway_state::store::{Snapshot, Store, StoreError, StoreTx};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Where PostgreSQL lives (`database.postgres.*`).
+#[derive(Clone)]
+pub struct PostgresOptions {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<String>,
+    /// `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub ssl_mode: String,
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ssl_mode", &self.ssl_mode)
+            .finish()
+    }
+}
+
+/// A SQL database holding a tailnet.
+#[derive(Debug, Clone)]
+pub enum SqlStore {
+    Sqlite { pool: SqlitePool, path: String },
+    Postgres { pool: PgPool, describe: String },
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::Conflict(d.message().to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) a SQLite database in WAL mode and migrates it.
+    /// A new database file is created readable by its owner only, in a
+    /// directory only its owner can enter: it holds keys and user data.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        create_private_file(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("opening SQLite database {}: {e}", path.display())))?;
+        SQLITE_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{} ({})", e, path.display())))?;
+        Ok(SqlStore::Sqlite { pool, path: path.display().to_string() })
+    }
+
+    /// Connects to PostgreSQL and migrates the database (under the
+    /// migrator's advisory lock, so replicas starting together are safe).
+    pub async fn open_postgres(o: &PostgresOptions) -> Result<Self, StoreError> {
+        let ssl = PgSslMode::from_str(&o.ssl_mode)
+            .map_err(|_| StoreError::Database(format!("database.postgres.ssl: unknown mode {:?}", o.ssl_mode)))?;
+        let mut options = PgConnectOptions::new()
+            .host(&o.host)
+            .port(o.port)
+            .database(&o.database)
+            .username(&o.user)
+            .ssl_mode(ssl);
+        if let Some(p) = &o.password {
+            options = options.password(p);
+        }
+        let describe = format!("postgres://{}@{}:{}/{}", o.user, o.host, o.port, o.database);
+        let pool = PgPoolOptions::new()
+            .max_connections(o.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("connecting to {describe}: {e}")))?;
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{e} ({describe})")))?;
+        Ok(SqlStore::Postgres { pool, describe })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            SqlStore::Sqlite { pool, .. } => pool.close().await,
+            SqlStore::Postgres { pool, .. } => pool.close().await,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::Database(format!("creating data directory {}: {e}", dir.display())))
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| StoreError::Database(format!("creating database file {}: {e}", path.display())))
+}
+
+/// One open transaction on either backend.
+pub enum SqlTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs the same code against whichever backend: the statements are shared,
+/// only the executor type differs.
+macro_rules! on_tx {
+    ($tx:expr, $f:ident($($arg:expr),*)) => {
+        match $tx {
+            SqlTx::Sqlite(c) => rows::sqlite::$f(&mut **c, $($arg),*).await,
+            SqlTx::Postgres(c) => rows::pg::$f(&mut **c, $($arg),*).await,
+        }
+    };
+}
+
+macro_rules! on_pool {
+    ($store:expr, |$p:ident, $m:ident| $body:expr) => {
+        match $store {
+            SqlStore::Sqlite { pool: $p, .. } => {
+                use rows::sqlite as $m;
+                $body
+            }
+            SqlStore::Postgres { pool: $p, .. } => {
+                use rows::pg as $m;
+                $body
+            }
+        }
+    };
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        on_pool!(self, |pool, m| {
+            let users = sqlx::query(rows::SELECT_USERS).fetch_all(pool).await.map_err(db_err)?;
+            let nodes = sqlx::query(rows::SELECT_NODES).fetch_all(pool).await.map_err(db_err)?;
+            let keys = sqlx::query(rows::SELECT_KEYS).fetch_all(pool).await.map_err(db_err)?;
+            let policy = sqlx::query(rows::SELECT_POLICY).fetch_optional(pool).await.map_err(db_err)?;
+            Ok(Snapshot {
+                users: users.iter().map(|r| m::user(r)).collect::<Result<_, _>>()?,
+                nodes: nodes.iter().map(|r| m::node(r)).collect::<Result<_, _>>()?,
+                preauth_keys: keys.iter().map(|r| m::preauth_key(r)).collect::<Result<_, _>>()?,
+                policy: policy.as_ref().map(|r| m::policy(r)).transpose()?,
+            })
+        })
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(match self {
+            SqlStore::Sqlite { pool, .. } => SqlTx::Sqlite(pool.begin().await.map_err(db_err)?),
+            SqlStore::Postgres { pool, .. } => SqlTx::Postgres(pool.begin().await.map_err(db_err)?),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            SqlStore::Sqlite { path, .. } => format!("sqlite:{path}"),
+            SqlStore::Postgres { describe, .. } => describe.clone(),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            SqlStore::Sqlite { pool, .. } => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_err),
+            SqlStore::Postgres { pool, .. } => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_err),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreTx for SqlTx {
+    async fn insert_user(&mut self, u: &User) -> Result<UserId, StoreError> {
+        on_tx!(self, insert_user(u))
+    }
+    async fn update_user(&mut self, u: &User) -> Result<(), StoreError> {
+        on_tx!(self, update_user(u))
+    }
+    async fn delete_user(&mut self, id: UserId) -> Result<(), StoreError> {
+        on_tx!(self, delete("DELETE FROM users WHERE id = $1", id))
+    }
+    async fn insert_node(&mut self, n: &Node) -> Result<NodeId, StoreError> {
+        on_tx!(self, insert_node(n))
+    }
+    async fn update_node(&mut self, n: &Node) -> Result<(), StoreError> {
+        on_tx!(self, update_node(n))
+    }
+    async fn delete_node(&mut self, id: NodeId) -> Result<(), StoreError> {
+        on_tx!(self, delete("DELETE FROM nodes WHERE id = $1", id))
+    }
+    async fn insert_preauth_key(&mut self, k: &PreAuthKey) -> Result<PreAuthKeyId, StoreError> {
+        on_tx!(self, insert_key(k))
+    }
+    async fn update_preauth_key(&mut self, k: &PreAuthKey) -> Result<(), StoreError> {
+        on_tx!(self, update_key(k))
+    }
+    async fn delete_preauth_key(&mut self, id: PreAuthKeyId) -> Result<(), StoreError> {
+        on_tx!(self, delete("DELETE FROM preauth_keys WHERE id = $1", id))
+    }
+    async fn set_policy(&mut self, p: &StoredPolicy) -> Result<(), StoreError> {
+        on_tx!(self, set_policy(p))
+    }
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        match *self {
+            SqlTx::Sqlite(t) => t.commit().await.map_err(db_err),
+            SqlTx::Postgres(t) => t.commit().await.map_err(db_err),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The same store test-suite against SQLite and PostgreSQL.
+//!
+//! PostgreSQL tests create and drop their own database on the server named by
+//! `HEADWAY_TEST_POSTGRES_URL` (default: postgres://postgres@127.0.0.1:5432/postgres).
+//! They fail when it is unreachable, unless `HEADWAY_TEST_POSTGRES=off` says
+//! to run without it.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use headway_proto::keys::{DiscoPublic, MachinePublic, NodePublic};
+use headway_proto::tailcfg::{Hostinfo, RegisterRequest, RegisterResponseAuth};
+use headway_state::clock::ManualClock;
+use headway_state::model::*;
+use headway_state::settings::Settings;
+use headway_state::store::{Store, StoreError};
+use headway_state::tailnet::{NewPreAuthKey, NewUser};
+use headway_state::Tailnet;
+use headway_store::{PostgresOptions, SqlStore};
+use sqlx::Connection;
+
+fn pg_admin_url() -> String {
+    std::env::var("HEADWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A throw-away PostgreSQL database, dropped when the guard goes.
+struct PgDb {
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Option<(PgDb, PostgresOptions)> {
+        if std::env::var("HEADWAY_TEST_POSTGRES").as_deref() == Ok("off") {
+            eprintln!("HEADWAY_TEST_POSTGRES=off: PostgreSQL half of the store suite not run");
+            return None;
+        }
+        let url = pg_admin_url();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL not reachable at {url}: {e}; start it, point HEADWAY_TEST_POSTGRES_URL at one, or set HEADWAY_TEST_POSTGRES=off")
+        });
+        let name = format!("headway_test_{}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        let u = url::Url::parse(&url).unwrap();
+        let opts = PostgresOptions {
+            host: u.host_str().unwrap_or("127.0.0.1").into(),
+            port: u.port().unwrap_or(5432),
+            database: name.clone(),
+            user: if u.username().is_empty() { "postgres".into() } else { u.username().into() },
+            password: u.password().map(String::from),
+            ssl_mode: "disable".into(),
+            max_connections: 4,
+        };
+        Some((PgDb { name }, opts))
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let url = pg_admin_url();
+        // Drop from a fresh runtime on another thread: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
+}
+
+fn sample_node(user: Option<UserId>, n: u8) -> Node {
+    Node {
+        id: 0,
+        machine_key: MachinePublic([n; 32]),
+        node_key: NodePublic([n; 32]),
+        disco_key: DiscoPublic([n + 1; 32]),
+        hostname: format!("Host {n}"),
+        given_name: format!("host-{n}"),
+        user_id: user,
+        tags: vec![],
+        ipv4: Some(format!("100.64.0.{n}").parse().unwrap()),
+        ipv6: Some(format!("fd7a:115c:a1e0::{n}").parse().unwrap()),
+        endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
+        hostinfo: Hostinfo { hostname: format!("Host {n}"), os: "linux".into(), ..Default::default() },
+        home_derp: 999,
+        expiry: Some(t0()),
+        register_method: RegisterMethod::AuthKey,
+        auth_key_id: None,
+        ephemeral: false,
+        approved_routes: vec!["10.0.0.0/24".parse().unwrap()],
+        cap_version: 133,
+        created_at: t0(),
+        updated_at: t0(),
+        last_seen: None,
+    }
+}
+
+async fn round_trips_every_record(store: &dyn Store) {
+    let mut tx = store.begin().await.unwrap();
+    let mut user = User {
+        id: 0,
+        name: "alice".into(),
+        display_name: "Alice".into(),
+        email: "alice@example.com".into(),
+        provider: "".into(),
+        provider_id: None,
+        profile_pic_url: "".into(),
+        created_at: t0(),
+    };
+    user.id = tx.insert_user(&user).await.unwrap();
+    let mut key = PreAuthKey {
+        id: 0,
+        prefix: "0123456789ab".into(),
+        hash: [9; 32],
+        user_id: Some(user.id),
+        reusable: true,
+        ephemeral: false,
+        used: false,
+        expiration: Some(t0()),
+        created_at: t0(),
+        tags: vec!["tag:a".into()],
+    };
+    key.id = tx.insert_preauth_key(&key).await.unwrap();
+    let mut node = sample_node(Some(user.id), 1);
+    node.auth_key_id = Some(key.id);
+    node.id = tx.insert_node(&node).await.unwrap();
+    tx.set_policy(&StoredPolicy { text: "{}".into(), updated_at: t0() }).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.users, vec![user.clone()]);
+    assert_eq!(snap.preauth_keys, vec![key.clone()]);
+    assert_eq!(snap.nodes, vec![node.clone()]);
+    assert_eq!(snap.policy.unwrap().text, "{}");
+
+    // Updates.
+    let mut tx = store.begin().await.unwrap();
+    node.given_name = "renamed".into();
+    node.expiry = None;
+    node.last_seen = Some(t0());
+    node.tags = vec!["tag:x".into()];
+    tx.update_node(&node).await.unwrap();
+    key.used = true;
+    tx.update_preauth_key(&key).await.unwrap();
+    user.display_name = "Alice A.".into();
+    tx.update_user(&user).await.unwrap();
+    tx.set_policy(&StoredPolicy { text: "{\"acls\":[]}".into(), updated_at: t0() }).await.unwrap();
+    tx.commit().await.unwrap();
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.nodes, vec![node.clone()]);
+    assert!(snap.preauth_keys[0].used);
+    assert_eq!(snap.users[0].display_name, "Alice A.");
+    assert_eq!(snap.policy.unwrap().text, "{\"acls\":[]}");
+
+    // A transaction that is dropped leaves nothing behind.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_node(&sample_node(Some(user.id), 2)).await.unwrap();
+    drop(tx);
+    assert_eq!(store.load().await.unwrap().nodes.len(), 1);
+
+    // Uniqueness: a second node with the same address or name is a conflict.
+    let mut tx = store.begin().await.unwrap();
+    let mut dup = sample_node(Some(user.id), 3);
+    dup.ipv4 = node.ipv4;
+    let err = tx.insert_node(&dup).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    drop(tx);
+
+    // Deleting a key keeps the node (its reference is cleared).
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_preauth_key(key.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let snap = store.load().await.unwrap();
+    assert_eq!(snap.nodes[0].auth_key_id, None);
+
+    // Deleting what does not exist is an error, not a silent no-op.
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_node(9999).await.is_err());
+    drop(tx);
+
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_node(node.id).await.unwrap();
+    tx.delete_user(user.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let snap = store.load().await.unwrap();
+    assert!(snap.nodes.is_empty() && snap.users.is_empty());
+}
+
+async fn tailnet_survives_a_restart(store: Arc<dyn Store>, reopen: impl std::future::Future<Output = Arc<dyn Store>>) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let tn = Tailnet::load(store.clone(), clock.clone(), Settings::default()).await.unwrap();
+    let user = tn.create_user(NewUser { name: "bob".into(), ..Default::default() }).await.unwrap();
+    let (_, key) = tn
+        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable: true, ..Default::default() })
+        .await
+        .unwrap();
+    for i in 1..=3u8 {
+        let req = RegisterRequest {
+            version: 133,
+            node_key: NodePublic([i; 32]),
+            auth: Some(RegisterResponseAuth { auth_key: key.clone(), ..Default::default() }),
+            hostinfo: Some(Hostinfo { hostname: "box".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let (resp, _) = tn.register(MachinePublic([i; 32]), &req).await.unwrap();
+        assert!(resp.error.is_empty(), "{}", resp.error);
+    }
+    let before: Vec<Node> = tn.list_nodes(None).iter().map(|n| (**n).clone()).collect();
+    let again = Tailnet::load(reopen.await, clock, Settings::default()).await.unwrap();
+    let after: Vec<Node> = again.list_nodes(None).iter().map(|n| (**n).clone()).collect();
+    assert_eq!(before, after);
+    assert_eq!(after.iter().map(|n| n.given_name.as_str()).collect::<Vec<_>>(), ["box", "box-1", "box-2"]);
+}
+
+#[tokio::test]
+async fn sqlite_store_round_trips_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("db/headway.sqlite")).await.unwrap();
+    round_trips_every_record(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_store_round_trips_every_record() {
+    let Some((_db, opts)) = PgDb::create().await else { return };
+    let store = SqlStore::open_postgres(&opts).await.unwrap();
+    round_trips_every_record(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_tailnet_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headway.sqlite");
+    let store = Arc::new(SqlStore::open_sqlite(&path).await.unwrap());
+    tailnet_survives_a_restart(store, async { Arc::new(SqlStore::open_sqlite(&path).await.unwrap()) as Arc<dyn Store> }).await;
+}
+
+#[tokio::test]
+async fn postgres_tailnet_survives_a_restart() {
+    let Some((_db, opts)) = PgDb::create().await else { return };
+    let store = Arc::new(SqlStore::open_postgres(&opts).await.unwrap());
+    let o2 = opts.clone();
+    tailnet_survives_a_restart(store, async move { Arc::new(SqlStore::open_postgres(&o2).await.unwrap()) as Arc<dyn Store> }).await;
+}
+
+#[tokio::test]
+async fn migrations_can_be_rerun_and_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/headway.sqlite");
+    SqlStore::open_sqlite(&path).await.unwrap().close().await;
+    SqlStore::open_sqlite(&path).await.unwrap().close().await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_reported_with_table_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headway.sqlite");
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_node(&sample_node(None, 5)).await.unwrap();
+    tx.commit().await.unwrap();
+    let SqlStore::Sqlite { pool, .. } = &store else { unreachable!() };
+    sqlx::query("UPDATE nodes SET node_key = 'garbage'").execute(pool).await.unwrap();
+    let err = store.load().await.unwrap_err().to_string();
+    assert!(err.contains("nodes row") && err.contains("node_key"), "{err}");
+}
