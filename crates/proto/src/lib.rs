@@ -8,4 +8,5 @@
 pub mod capver;
 pub mod framing;
 pub mod keys;
+pub mod noise;
 pub mod tailcfg;
