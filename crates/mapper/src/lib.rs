@@ -1,1 +1,193 @@
-//! headway-mapper (being written).
+//! Per-node views of the tailnet: what a node's map says.
+//!
+//! Pure: given a [`MapSource`] (the tailnet in memory) and a node, build the
+//! full map a session sends when it connects, or the delta for what its
+//! [`Pending`] set says changed. No I/O, no locks held across calls.
+
+mod dns;
+mod nodes;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use headway_proto::tailcfg::{self, FilterRule, MapResponse, NodeCapMap, SshPolicy, UserProfile};
+use headway_state::Tailnet;
+use headway_state::model::{Node, NodeId, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_USER_NAME, User, UserId};
+use headway_state::sessions::Pending;
+use headway_state::settings::Settings;
+
+pub use dns::dns_config;
+pub use nodes::{fqdn, peer_node, self_node};
+
+/// What the mapper reads. The tailnet implements it; tests can fake it.
+pub trait MapSource {
+    fn now(&self) -> DateTime<Utc>;
+    fn settings(&self) -> &Settings;
+    fn node(&self, id: NodeId) -> Option<Arc<Node>>;
+    fn user(&self, id: UserId) -> Option<Arc<User>>;
+    fn is_online(&self, id: NodeId) -> bool;
+    /// The node's peers, sorted by id.
+    fn peers_of(&self, node: &Node) -> Vec<Arc<Node>>;
+    fn can_see(&self, viewer: &Node, peer: &Node) -> bool;
+    fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>>;
+    fn ssh_policy(&self, node: &Node) -> Option<SshPolicy>;
+    fn node_attrs(&self, node: &Node) -> NodeCapMap;
+    fn all_node_ids(&self) -> Vec<NodeId>;
+}
+
+impl MapSource for Tailnet {
+    fn now(&self) -> DateTime<Utc> {
+        Tailnet::now(self)
+    }
+    fn settings(&self) -> &Settings {
+        Tailnet::settings(self)
+    }
+    fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        Tailnet::node(self, id)
+    }
+    fn user(&self, id: UserId) -> Option<Arc<User>> {
+        Tailnet::user(self, id)
+    }
+    fn is_online(&self, id: NodeId) -> bool {
+        Tailnet::is_online(self, id)
+    }
+    fn peers_of(&self, node: &Node) -> Vec<Arc<Node>> {
+        Tailnet::peers_of(self, node)
+    }
+    fn can_see(&self, viewer: &Node, peer: &Node) -> bool {
+        self.access().can_see(viewer, peer)
+    }
+    fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>> {
+        Tailnet::packet_filter(self, node)
+    }
+    fn ssh_policy(&self, node: &Node) -> Option<SshPolicy> {
+        Tailnet::ssh_policy(self, node)
+    }
+    fn node_attrs(&self, node: &Node) -> NodeCapMap {
+        self.access().node_attrs(node)
+    }
+    fn all_node_ids(&self) -> Vec<NodeId> {
+        self.nodes().iter().map(|n| n.id).collect()
+    }
+}
+
+/// The user id a node presents (tagged nodes belong to "tagged devices").
+pub fn presented_user(node: &Node) -> UserId {
+    match node.user_id {
+        Some(u) if !node.is_tagged() => u,
+        _ => TAGGED_DEVICES_USER_ID,
+    }
+}
+
+fn profile(src: &dyn MapSource, id: UserId) -> Option<UserProfile> {
+    if id == TAGGED_DEVICES_USER_ID {
+        return Some(UserProfile {
+            id,
+            login_name: TAGGED_DEVICES_USER_NAME.into(),
+            display_name: "Tagged Devices".into(),
+            ..Default::default()
+        });
+    }
+    let u = src.user(id)?;
+    Some(UserProfile {
+        id,
+        login_name: u.login_name(),
+        display_name: u.display().to_string(),
+        profile_pic_url: u.profile_pic_url.clone(),
+    })
+}
+
+fn profiles(src: &dyn MapSource, ids: impl IntoIterator<Item = UserId>) -> Vec<UserProfile> {
+    let ids: BTreeSet<UserId> = ids.into_iter().collect();
+    ids.into_iter().filter_map(|id| profile(src, id)).collect()
+}
+
+/// The complete map a session sends first (and after a resync).
+pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
+    let settings = src.settings();
+    let now = src.now();
+    let peers = src.peers_of(me);
+    let tail_peers: Vec<tailcfg::Node> = peers.iter().map(|p| peer_node(src, p, now)).collect();
+    let users = profiles(src, std::iter::once(presented_user(me)).chain(peers.iter().map(|p| presented_user(p))));
+    // An empty `Peers` means "unchanged" to the client: a resync to an empty
+    // peer list must remove the old ones explicitly.
+    let peers_removed = if resync && tail_peers.is_empty() {
+        src.all_node_ids().into_iter().filter(|id| *id != me.id).collect()
+    } else {
+        Vec::new()
+    };
+    MapResponse {
+        node: Some(self_node(src, me, now)),
+        derp_map: Some(settings.derp_map.clone()),
+        peers: tail_peers,
+        peers_removed,
+        dns_config: Some(dns_config(settings, me)),
+        domain: settings.dns.base_domain.clone(),
+        packet_filter: Some((*src.packet_filter(me)).clone()),
+        user_profiles: users,
+        ssh_policy: Some(src.ssh_policy(me).unwrap_or_default()),
+        collect_services: Some(false),
+        control_time: Some(now),
+        debug: Some(tailcfg::Debug { disable_log_tail: true }),
+        ..Default::default()
+    }
+}
+
+/// The message for what `pending` says changed, or `None` when nothing the
+/// client needs remains (e.g. only peers it cannot see changed).
+pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResponse> {
+    if pending.full {
+        return Some(full_map(src, me, true));
+    }
+    let now = src.now();
+    let settings = src.settings();
+    let mut msg = MapResponse::default();
+    if pending.self_changed {
+        msg.node = Some(self_node(src, me, now));
+    }
+    let mut removed: BTreeSet<NodeId> = pending.peers_removed;
+    let mut user_ids = BTreeSet::new();
+    for id in pending.peers_changed {
+        match src.node(id).filter(|p| src.can_see(me, p)) {
+            Some(p) => {
+                user_ids.insert(presented_user(&p));
+                msg.peers_changed.push(peer_node(src, &p, now));
+            }
+            None => {
+                removed.insert(id);
+            }
+        }
+    }
+    msg.peers_removed = removed.into_iter().collect();
+    msg.peers_changed_patch = pending.patches.into_values().collect();
+    if pending.packet_filter {
+        msg.packet_filter = Some((*src.packet_filter(me)).clone());
+    }
+    if pending.dns {
+        msg.dns_config = Some(dns_config(settings, me));
+    }
+    if pending.derp_map {
+        msg.derp_map = Some(settings.derp_map.clone());
+    }
+    if pending.ssh_policy {
+        msg.ssh_policy = Some(src.ssh_policy(me).unwrap_or_default());
+    }
+    if pending.user_profiles {
+        user_ids.insert(presented_user(me));
+        user_ids.extend(src.peers_of(me).iter().map(|p| presented_user(p)));
+    }
+    msg.user_profiles = profiles(src, user_ids);
+    if msg == MapResponse::default() {
+        return None;
+    }
+    Some(msg)
+}
+
+/// A keep-alive message.
+pub fn keep_alive() -> MapResponse {
+    MapResponse { keep_alive: true, ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests;

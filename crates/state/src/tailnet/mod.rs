@@ -29,7 +29,7 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::view::{AccessControl, AllowAll};
 
-pub use control::{MapUpdate, RegisterOutcome};
+pub use control::{MapUpdate, RegisterOutcome, peer_visible_hostinfo};
 pub use preauth::NewPreAuthKey;
 pub use users::{NewUser, validate_user_name};
 
