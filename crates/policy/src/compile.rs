@@ -345,6 +345,12 @@ impl CompiledPolicy {
     /// Compiles `policy` (or, with `None`, the no-policy default: everyone
     /// reaches everyone) for a tailnet.
     pub fn new(policy: Option<Arc<Policy>>, users: &[PolicyUser], nodes: &[PolicyNode]) -> Result<CompiledPolicy> {
+        // Routes the policy auto-approves count as approved.
+        let effective: Vec<PolicyNode> = match &policy {
+            Some(p) => nodes.iter().map(|n| p.with_auto_approved_routes(users, n)).collect(),
+            None => nodes.to_vec(),
+        };
+        let nodes = &effective[..];
         let facts: Vec<NodeFacts> = nodes.iter().map(NodeFacts::new).collect();
         let by_id = facts.iter().enumerate().map(|(i, n)| (n.node.id, i)).collect();
         let primaries = {
@@ -523,23 +529,13 @@ impl CompiledPolicy {
             if dsts.is_empty() || src.is_empty() {
                 return;
             }
+            // Like Tailscale, repeated destinations are kept (not deduplicated).
             let key = (src.clone(), protos.to_vec());
             if let Some(&i) = merge.get(&key) {
-                let rule: &mut FilterRule = &mut out[i];
-                for d in dsts {
-                    if !rule.dst_ports.contains(&d) {
-                        rule.dst_ports.push(d);
-                    }
-                }
+                out[i].dst_ports.extend(dsts);
             } else {
                 merge.insert(key, out.len());
-                let mut unique = Vec::with_capacity(dsts.len());
-                for d in dsts {
-                    if !unique.contains(&d) {
-                        unique.push(d);
-                    }
-                }
-                out.push(FilterRule { src_ips: src.to_vec(), dst_ports: unique, ip_proto: protos.to_vec(), cap_grant: vec![] });
+                out.push(FilterRule { src_ips: src.to_vec(), dst_ports: dsts, ip_proto: protos.to_vec(), cap_grant: vec![] });
             }
         };
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -591,7 +587,8 @@ impl CompiledPolicy {
                 Body::Cap(caps) => {
                     cap_dsts.sort_by_key(|p| (p.addr(), p.prefix_len()));
                     cap_dsts.dedup();
-                    if !cap_dsts.is_empty() {
+                    // Capabilities granted through a router (via) are not put in its filter.
+                    if !cap_dsts.is_empty() && rule.via.is_empty() {
                         out.push(FilterRule {
                             src_ips: rule.src_tokens.to_vec(),
                             dst_ports: vec![],
@@ -665,6 +662,10 @@ impl CompiledPolicy {
 
     /// Whether `viewer` may send to or receive from addresses in `route` (for subnet routes).
     fn route_visible(&self, viewer: usize, router: usize, route: &IpNet) -> bool {
+        // Routers of the same route (high availability) know the primary's route.
+        if self.nodes[viewer].subnet_routes.contains(route) {
+            return true;
+        }
         let class = &self.classes[self.node_class[viewer]];
         let rset = AddrSet::from_prefix(*route);
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -682,6 +683,7 @@ impl CompiledPolicy {
             if viewer_dst && rule.via.is_empty() && rule.src_set.overlaps(&rset) {
                 return true;
             }
+
         }
         false
     }

@@ -16,6 +16,7 @@ mod error;
 mod explain;
 mod hujson;
 mod policytest;
+mod routes;
 mod ssh;
 mod syntax;
 mod topology;

@@ -125,7 +125,8 @@ fn null_to_empty(v: &Value) -> Value {
 }
 
 fn sorted_strings(v: &Value) -> Value {
-    let mut items: Vec<String> = v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect()).unwrap_or_default();
+    let text = |x: &Value| x.as_str().map_or_else(|| x.to_string(), str::to_owned);
+    let mut items: Vec<String> = v.as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
     items.sort();
     Value::Array(items.into_iter().map(Value::String).collect())
 }
