@@ -133,10 +133,10 @@ async fn probe(method: Method) -> Response {
 async fn no_content(headers: HeaderMap) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     let challenge = headers.get(CHALLENGE_HEADER).and_then(|v| v.to_str().ok());
-    if let Some(c) = challenge.filter(|c| is_valid_challenge(c)) {
-        if let Ok(v) = HeaderValue::try_from(format!("response {c}")) {
-            resp.headers_mut().insert(RESPONSE_HEADER, v);
-        }
+    if let Some(c) = challenge.filter(|c| is_valid_challenge(c))
+        && let Ok(v) = HeaderValue::try_from(format!("response {c}"))
+    {
+        resp.headers_mut().insert(RESPONSE_HEADER, v);
     }
     resp.headers_mut().insert(
         CACHE_CONTROL,

@@ -316,10 +316,10 @@ pub async fn stun_query(socket: &UdpSocket, server: SocketAddr, timeout: Duratio
             if from != server {
                 continue;
             }
-            if let Ok((got_tx, addr)) = parse_binding_response(&buf[..n]) {
-                if got_tx == tx {
-                    return Ok(addr);
-                }
+            if let Ok((got_tx, addr)) = parse_binding_response(&buf[..n])
+                && got_tx == tx
+            {
+                return Ok(addr);
             }
         }
     })

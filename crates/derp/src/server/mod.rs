@@ -338,7 +338,7 @@ impl DerpServer {
             self.registry.note_activity(h);
             match t {
                 FrameType::SEND_PACKET => {
-                    if len < KEY_LEN as u32 {
+                    if len < KEY_LEN as u32 || len as usize > KEY_LEN + MAX_PACKET_SIZE {
                         return Err(ConnError::MalformedFrame { frame: "SendPacket", len });
                     }
                     let dst = read_key(r).await?;
@@ -351,7 +351,7 @@ impl DerpServer {
                     if !h.can_mesh {
                         return Err(ConnError::NotMeshPeer("ForwardPacket"));
                     }
-                    if len < 2 * KEY_LEN as u32 {
+                    if len < 2 * KEY_LEN as u32 || len as usize > 2 * KEY_LEN + MAX_PACKET_SIZE {
                         return Err(ConnError::MalformedFrame { frame: "ForwardPacket", len });
                     }
                     let src = read_key(r).await?;
@@ -519,11 +519,11 @@ impl DerpServer {
             frame::write_frame(w, FrameType::PONG, &data).await?;
         }
         while let Some(pkt) = batch.disco.pop_front().or_else(|| batch.other.pop_front()) {
-            if let Some(src) = frame::key_at(&pkt, HEADER_LEN) {
-                if seen_sources.insert(src) {
-                    lock(&h.sources).insert(src);
-                    self.registry.subscribe_peer_gone(src, h);
-                }
+            if let Some(src) = frame::key_at(&pkt, HEADER_LEN)
+                && seen_sources.insert(src)
+            {
+                lock(&h.sources).insert(src);
+                self.registry.subscribe_peer_gone(src, h);
             }
             w.write_all(&pkt).await?;
             inc(&self.counters.packets_sent);

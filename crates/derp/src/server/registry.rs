@@ -197,10 +197,10 @@ impl Registry {
         if read(&self.inner).clients.get(&h.key).is_some_and(|s| s.active.id == h.id) {
             return;
         }
-        if let Some(set) = write(&self.inner).clients.get_mut(&h.key) {
-            if set.conns.iter().any(|c| c.id == h.id) {
-                set.active = h.clone();
-            }
+        if let Some(set) = write(&self.inner).clients.get_mut(&h.key)
+            && set.conns.iter().any(|c| c.id == h.id)
+        {
+            set.active = h.clone();
         }
     }
 
@@ -212,10 +212,10 @@ impl Registry {
             .insert(h.id, Arc::downgrade(h));
     }
 
-    /// Subscribes a mesh peer to connection changes, starting with everyone connected now.
+    /// Subscribes a mesh peer to connection changes, starting with everyone else connected now.
     pub fn add_watcher(&self, h: &Arc<ClientHandle>) {
         let mut inner = write(&self.inner);
-        for set in inner.clients.values() {
+        for set in inner.clients.values().filter(|s| s.active.key != h.key) {
             let a = &set.active;
             h.outbox.push_control(Control::PeerPresent {
                 key: a.key,
