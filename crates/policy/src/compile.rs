@@ -688,6 +688,32 @@ impl CompiledPolicy {
         false
     }
 
+    /// The router `viewer` uses for `route`. Grants with `via` steer a viewer
+    /// to the routers carrying the via tags (the earliest registered online one
+    /// among them); everyone else uses the route's global primary.
+    fn primary_for(&self, viewer: usize, route: &IpNet) -> Option<usize> {
+        let class = &self.classes[self.node_class[viewer]];
+        let rset = AddrSet::from_prefix(*route);
+        let mut via_tags: BTreeSet<&str> = BTreeSet::new();
+        for (ri, rule) in self.rules.iter().enumerate() {
+            if rule.via.is_empty() || !class.sig.src.get(ri) {
+                continue;
+            }
+            if rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset)))) {
+                via_tags.extend(rule.via.iter().map(String::as_str));
+            }
+        }
+        if via_tags.is_empty() {
+            return self.primaries.get(route).copied();
+        }
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.node.online && n.subnet_routes.contains(route) && n.node.tags.iter().any(|t| via_tags.contains(t.as_str())))
+            .min_by_key(|(_, n)| n.node.id)
+            .map(|(i, _)| i)
+    }
+
     /// Whether `viewer` may send traffic to the internet (through an exit node).
     fn exit_visible(&self, viewer: usize, router: usize) -> bool {
         let class = &self.classes[self.node_class[viewer]];
@@ -707,7 +733,7 @@ impl CompiledPolicy {
         let mut allowed: Vec<IpNet> = pf.ips.iter().map(|ip| IpNet::from(*ip)).collect();
         let mut primary = Vec::new();
         for r in &pf.subnet_routes {
-            if self.primaries.get(r) == Some(&p) && self.route_visible(v, p, r) {
+            if self.primary_for(v, r) == Some(p) && self.route_visible(v, p, r) {
                 allowed.push(*r);
                 primary.push(*r);
             }

@@ -31,7 +31,7 @@ use crate::topology::{PolicyNode, PolicyUser};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopologyIn {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     users: Vec<UserIn>,
     #[serde(default)]
     nodes: BTreeMap<String, NodeIn>,
@@ -55,18 +55,23 @@ struct NodeIn {
     hostname: Option<String>,
     #[serde(default)]
     user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     tags: Vec<String>,
     #[serde(default)]
     ipv4: Option<std::net::Ipv4Addr>,
     #[serde(default)]
     ipv6: Option<std::net::Ipv6Addr>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     routable_ips: Vec<IpNet>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     approved_routes: Vec<IpNet>,
     #[serde(default = "yes")]
     online: bool,
+}
+
+/// `null` lists read as empty ones.
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn yes() -> bool {
