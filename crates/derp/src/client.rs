@@ -10,14 +10,17 @@ use bytes::{Bytes, BytesMut};
 use headway_proto::keys::{NodePublic, PrivateKey};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+    ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
 use crate::frame::{
-    self, FrameType, KEY_LEN, MAGIC, MAX_PACKET_SIZE, MAX_SERVER_FRAME_LEN, NONCE_LEN, PROTOCOL_VERSION,
-    PeerGoneReason,
+    self, FrameType, KEY_LEN, MAGIC, MAX_PACKET_SIZE, MAX_SERVER_FRAME_LEN, NONCE_LEN,
+    PROTOCOL_VERSION, PeerGoneReason,
 };
 use crate::handshake::{self, BoxError, ClientInfo, MeshKey, ServerInfo};
 
@@ -37,7 +40,12 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { mesh_key: None, can_ack_pings: true, is_prober: false, connect_timeout: Duration::from_secs(10) }
+        Self {
+            mesh_key: None,
+            can_ack_pings: true,
+            is_prober: false,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -78,11 +86,21 @@ pub enum ClientError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceivedMessage {
     /// A packet relayed from `source`.
-    Packet { source: NodePublic, data: Bytes },
+    Packet {
+        source: NodePublic,
+        data: Bytes,
+    },
     /// `peer` is not reachable through this server.
-    PeerGone { peer: NodePublic, reason: PeerGoneReason },
+    PeerGone {
+        peer: NodePublic,
+        reason: PeerGoneReason,
+    },
     /// (Mesh watchers) `peer` connected to the server.
-    PeerPresent { peer: NodePublic, addr: Option<std::net::SocketAddr>, flags: u8 },
+    PeerPresent {
+        peer: NodePublic,
+        addr: Option<std::net::SocketAddr>,
+        flags: u8,
+    },
     KeepAlive,
     /// The server pinged; the client has already answered.
     Ping([u8; 8]),
@@ -90,7 +108,10 @@ pub enum ReceivedMessage {
     /// A problem with this connection (empty: healthy again).
     Health(String),
     /// The server is restarting: reconnect after `reconnect_in`, keep trying for `try_for`.
-    Restarting { reconnect_in: Duration, try_for: Duration },
+    Restarting {
+        reconnect_in: Duration,
+        try_for: Duration,
+    },
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -135,7 +156,11 @@ impl DerpClient {
             _ => return Err(bad_url()),
         };
         let authority = uri.authority().ok_or_else(bad_url)?.clone();
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let path = match uri.path() {
             "" | "/" => crate::http::DERP_PATH,
@@ -148,14 +173,17 @@ impl DerpClient {
             tcp.set_nodelay(true)?;
             let stream: BoxedStream = if https {
                 let tls = tls.ok_or_else(|| ClientError::NoTlsConfig(url.to_string()))?;
-                let name = ServerName::try_from(host.clone()).map_err(|_| ClientError::BadServerName(host.clone()))?;
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|_| ClientError::BadServerName(host.clone()))?;
                 Box::new(TlsConnector::from(tls).connect(name, tcp).await?)
             } else {
                 Box::new(tcp)
             };
             Self::upgrade_boxed(stream, authority.as_str(), path, private_key, options).await
         };
-        tokio::time::timeout(limit, dial).await.map_err(|_| ClientError::Timeout(limit))?
+        tokio::time::timeout(limit, dial)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
     }
 
     /// Sends the HTTP upgrade request over `stream` (already TLS if needed) and logs in.
@@ -168,11 +196,22 @@ impl DerpClient {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::upgrade_boxed(Box::new(stream), host, crate::http::DERP_PATH, private_key, options).await
+        Self::upgrade_boxed(
+            Box::new(stream),
+            host,
+            crate::http::DERP_PATH,
+            private_key,
+            options,
+        )
+        .await
     }
 
     /// Logs in over a stream that already speaks DERP (the server talks first).
-    pub async fn handshake<S>(stream: S, private_key: &PrivateKey, options: &ClientOptions) -> Result<Self, ClientError>
+    pub async fn handshake<S>(
+        stream: S,
+        private_key: &PrivateKey,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -190,7 +229,9 @@ impl DerpClient {
         let (rd, wr) = tokio::io::split(stream);
         let mut writer = BufWriter::new(wr);
         // The same request the official client writes.
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n"
+        );
         writer.write_all(request.as_bytes()).await?;
         writer.flush().await?;
 
@@ -222,7 +263,9 @@ impl DerpClient {
         private_key: &PrivateKey,
         options: &ClientOptions,
     ) -> Result<Self, ClientError> {
-        let (t, len) = frame::read_header(&mut reader).await.map_err(|_| ClientError::BadGreeting)?;
+        let (t, len) = frame::read_header(&mut reader)
+            .await
+            .map_err(|_| ClientError::BadGreeting)?;
         if t != FrameType::SERVER_KEY || !(40..=1024).contains(&len) {
             return Err(ClientError::BadGreeting);
         }
@@ -248,25 +291,36 @@ impl DerpClient {
 
         let (t, len) = match frame::read_header(&mut reader).await {
             Ok(v) => v,
-            Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ) =>
+            {
                 return Err(ClientError::ClosedDuringHandshake);
             }
             Err(e) => return Err(e.into()),
         };
         if t != FrameType::SERVER_INFO {
-            return Err(ClientError::UnexpectedFrame { got: t.0, want: FrameType::SERVER_INFO.0 });
+            return Err(ClientError::UnexpectedFrame {
+                got: t.0,
+                want: FrameType::SERVER_INFO.0,
+            });
         }
         if len > MAX_SERVER_FRAME_LEN + NONCE_LEN as u32 {
             return Err(ClientError::FrameTooLarge(len));
         }
         let mut sealed = vec![0u8; len as usize];
         reader.read_exact(&mut sealed).await?;
-        let json = handshake::open(private_key, &server_key, &sealed).map_err(ClientError::ServerInfoSeal)?;
+        let json = handshake::open(private_key, &server_key, &sealed)
+            .map_err(ClientError::ServerInfoSeal)?;
         let server_info = serde_json::from_slice(&json).map_err(ClientError::ServerInfoJson)?;
 
         Ok(Self {
             reader,
-            sender: DerpSender { writer: Arc::new(Mutex::new(writer)) },
+            sender: DerpSender {
+                writer: Arc::new(Mutex::new(writer)),
+            },
             server_key,
             public_key,
             server_info,
@@ -310,13 +364,21 @@ impl DerpClient {
             let buf = buf.freeze();
             let eight = |b: &Bytes| -> Option<[u8; 8]> { b.get(..8)?.try_into().ok() };
             let msg = match t {
-                FrameType::RECV_PACKET => frame::key_at(&buf, 0)
-                    .map(|source| ReceivedMessage::Packet { source, data: buf.slice(KEY_LEN..) }),
+                FrameType::RECV_PACKET => {
+                    frame::key_at(&buf, 0).map(|source| ReceivedMessage::Packet {
+                        source,
+                        data: buf.slice(KEY_LEN..),
+                    })
+                }
                 FrameType::KEEP_ALIVE => Some(ReceivedMessage::KeepAlive),
-                FrameType::PEER_GONE => frame::key_at(&buf, 0).map(|peer| ReceivedMessage::PeerGone {
-                    peer,
-                    reason: buf.get(KEY_LEN).map_or(PeerGoneReason::Disconnected, |b| PeerGoneReason::from_byte(*b)),
-                }),
+                FrameType::PEER_GONE => {
+                    frame::key_at(&buf, 0).map(|peer| ReceivedMessage::PeerGone {
+                        peer,
+                        reason: buf.get(KEY_LEN).map_or(PeerGoneReason::Disconnected, |b| {
+                            PeerGoneReason::from_byte(*b)
+                        }),
+                    })
+                }
                 FrameType::PEER_PRESENT => frame::parse_peer_present(&buf)
                     .map(|(peer, addr, flags)| ReceivedMessage::PeerPresent { peer, addr, flags }),
                 FrameType::PING => match eight(&buf) {
@@ -327,10 +389,19 @@ impl DerpClient {
                     None => None,
                 },
                 FrameType::PONG => eight(&buf).map(ReceivedMessage::Pong),
-                FrameType::HEALTH => Some(ReceivedMessage::Health(String::from_utf8_lossy(&buf).into_owned())),
+                FrameType::HEALTH => Some(ReceivedMessage::Health(
+                    String::from_utf8_lossy(&buf).into_owned(),
+                )),
                 FrameType::RESTARTING => eight(&buf).map(|b| {
-                    let ms = |x: &[u8]| Duration::from_millis(u64::from(u32::from_be_bytes([x[0], x[1], x[2], x[3]])));
-                    ReceivedMessage::Restarting { reconnect_in: ms(&b[..4]), try_for: ms(&b[4..]) }
+                    let ms = |x: &[u8]| {
+                        Duration::from_millis(u64::from(u32::from_be_bytes([
+                            x[0], x[1], x[2], x[3],
+                        ])))
+                    };
+                    ReceivedMessage::Restarting {
+                        reconnect_in: ms(&b[..4]),
+                        try_for: ms(&b[4..]),
+                    }
                 }),
                 _ => None,
             };
@@ -371,15 +442,25 @@ impl DerpSender {
         if packet.len() > MAX_PACKET_SIZE {
             return Err(ClientError::PacketTooLarge(packet.len()));
         }
-        self.write(FrameType::SEND_PACKET, &[dst.as_bytes(), packet]).await
+        self.write(FrameType::SEND_PACKET, &[dst.as_bytes(), packet])
+            .await
     }
 
     /// (Mesh peers) Hands the server a packet from `src` for its client `dst`.
-    pub async fn forward(&self, src: &NodePublic, dst: &NodePublic, packet: &[u8]) -> Result<(), ClientError> {
+    pub async fn forward(
+        &self,
+        src: &NodePublic,
+        dst: &NodePublic,
+        packet: &[u8],
+    ) -> Result<(), ClientError> {
         if packet.len() > MAX_PACKET_SIZE {
             return Err(ClientError::PacketTooLarge(packet.len()));
         }
-        self.write(FrameType::FORWARD_PACKET, &[src.as_bytes(), dst.as_bytes(), packet]).await
+        self.write(
+            FrameType::FORWARD_PACKET,
+            &[src.as_bytes(), dst.as_bytes(), packet],
+        )
+        .await
     }
 
     pub async fn ping(&self, data: [u8; 8]) -> Result<(), ClientError> {
@@ -392,7 +473,8 @@ impl DerpSender {
 
     /// Tells the server whether it is this client's home relay (statistics only).
     pub async fn note_preferred(&self, preferred: bool) -> Result<(), ClientError> {
-        self.write(FrameType::NOTE_PREFERRED, &[&[u8::from(preferred)]]).await
+        self.write(FrameType::NOTE_PREFERRED, &[&[u8::from(preferred)]])
+            .await
     }
 
     /// (Mesh peers) Subscribes to `PeerPresent`/`PeerGone` for every client of the server.

@@ -122,7 +122,10 @@ pub fn header(frame_type: FrameType, len: u32) -> [u8; HEADER_LEN] {
 pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(FrameType, u32)> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).await?;
-    Ok((FrameType(h[0]), u32::from_be_bytes([h[1], h[2], h[3], h[4]])))
+    Ok((
+        FrameType(h[0]),
+        u32::from_be_bytes([h[1], h[2], h[3], h[4]]),
+    ))
 }
 
 /// Reads and discards `len` payload bytes (frames that are not understood are skipped).
@@ -228,8 +231,12 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_unknown_ones_are_skipped() {
         let mut buf = Vec::new();
-        write_frame(&mut buf, FrameType(0x7f), b"ignored").await.unwrap();
-        write_frame(&mut buf, FrameType::PING, &[1, 2, 3, 4, 5, 6, 7, 8]).await.unwrap();
+        write_frame(&mut buf, FrameType(0x7f), b"ignored")
+            .await
+            .unwrap();
+        write_frame(&mut buf, FrameType::PING, &[1, 2, 3, 4, 5, 6, 7, 8])
+            .await
+            .unwrap();
         let mut r = &buf[..];
         let (t, len) = read_header(&mut r).await.unwrap();
         assert_eq!((t, len), (FrameType(0x7f), 7));
@@ -245,7 +252,10 @@ mod tests {
     #[tokio::test]
     async fn skipping_past_the_end_is_an_error() {
         let mut r: &[u8] = &[1, 2, 3];
-        assert_eq!(skip(&mut r, 4).await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            skip(&mut r, 4).await.unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 
     #[test]

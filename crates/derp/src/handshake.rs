@@ -140,7 +140,12 @@ pub struct ClientInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub mesh_key: Option<MeshKey>,
-    #[serde(rename = "version", alias = "Version", default, skip_serializing_if = "is_zero_u32")]
+    #[serde(
+        rename = "version",
+        alias = "Version",
+        default,
+        skip_serializing_if = "is_zero_u32"
+    )]
     pub version: u32,
     #[serde(rename = "CanAckPings", default)]
     pub can_ack_pings: bool,
@@ -151,7 +156,12 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// What an official client sends.
     pub fn current() -> Self {
-        Self { mesh_key: None, version: PROTOCOL_VERSION, can_ack_pings: true, is_prober: false }
+        Self {
+            mesh_key: None,
+            version: PROTOCOL_VERSION,
+            can_ack_pings: true,
+            is_prober: false,
+        }
     }
 }
 
@@ -161,9 +171,17 @@ pub struct ServerInfo {
     #[serde(rename = "version", default, skip_serializing_if = "is_zero_u32")]
     pub version: u32,
     /// Advisory: the client rate-limits its sends to this many bytes per second (0 = none).
-    #[serde(rename = "TokenBucketBytesPerSecond", default, skip_serializing_if = "is_zero_u32")]
+    #[serde(
+        rename = "TokenBucketBytesPerSecond",
+        default,
+        skip_serializing_if = "is_zero_u32"
+    )]
     pub token_bucket_bytes_per_second: u32,
-    #[serde(rename = "TokenBucketBytesBurst", default, skip_serializing_if = "is_zero_u32")]
+    #[serde(
+        rename = "TokenBucketBytesBurst",
+        default,
+        skip_serializing_if = "is_zero_u32"
+    )]
     pub token_bucket_bytes_burst: u32,
 }
 
@@ -189,8 +207,10 @@ mod tests {
             "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f",
         ));
         assert_eq!(bob_secret.node_public(), bob);
-        let nonce: [u8; 24] =
-            hex::decode("69696ee955b62b73cd62bda875fc73d68219e0036b7a0b37").unwrap().try_into().unwrap();
+        let nonce: [u8; 24] = hex::decode("69696ee955b62b73cd62bda875fc73d68219e0036b7a0b37")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let msg = hex::decode(concat!(
             "be075fc53c81f2d5cf141316ebeb0c7b5228c52a4c62cbd44b66849b64244ffc",
             "e5ecbaaf33bd751a1ac728d45e6c61296cdc3c01233561f41db66cce314adb31",
@@ -211,7 +231,10 @@ mod tests {
         assert_eq!(&sealed[..24], &nonce);
         assert_eq!(hex::encode(&sealed[24..]), hex::encode(&expected));
         // Bob opens it with Alice's public key.
-        assert_eq!(open(&bob_secret, &alice.node_public(), &sealed).unwrap(), msg);
+        assert_eq!(
+            open(&bob_secret, &alice.node_public(), &sealed).unwrap(),
+            msg
+        );
     }
 
     #[test]
@@ -228,8 +251,14 @@ mod tests {
         assert_eq!(open(&server, &other, &sealed), Err(BoxError::Open));
         let mut bad = sealed.clone();
         bad[30] ^= 1;
-        assert_eq!(open(&server, &client.node_public(), &bad), Err(BoxError::Open));
-        assert_eq!(open(&server, &client.node_public(), &sealed[..39]), Err(BoxError::TooShort(39)));
+        assert_eq!(
+            open(&server, &client.node_public(), &bad),
+            Err(BoxError::Open)
+        );
+        assert_eq!(
+            open(&server, &client.node_public(), &sealed[..39]),
+            Err(BoxError::TooShort(39))
+        );
     }
 
     #[test]
@@ -249,7 +278,11 @@ mod tests {
 
     #[test]
     fn server_info_is_version_two() {
-        let v = serde_json::to_string(&ServerInfo { version: 2, ..Default::default() }).unwrap();
+        let v = serde_json::to_string(&ServerInfo {
+            version: 2,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(v, r#"{"version":2}"#);
     }
 

@@ -44,7 +44,10 @@ pub fn router(server: Arc<DerpServer>) -> Router {
 }
 
 async fn derp_upgrade(State(server): State<Arc<DerpServer>>, req: Request) -> Response {
-    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let upgrade = req
         .headers()
         .get(UPGRADE)
@@ -64,10 +67,18 @@ async fn derp_upgrade(State(server): State<Arc<DerpServer>>, req: Request) -> Re
 }
 
 fn upgrade_required() -> Response {
-    (StatusCode::UPGRADE_REQUIRED, "DERP requires connection upgrade").into_response()
+    (
+        StatusCode::UPGRADE_REQUIRED,
+        "DERP requires connection upgrade",
+    )
+        .into_response()
 }
 
-fn upgrade_to_derp(server: Arc<DerpServer>, mut req: Request, remote: Option<SocketAddr>) -> Response {
+fn upgrade_to_derp(
+    server: Arc<DerpServer>,
+    mut req: Request,
+    remote: Option<SocketAddr>,
+) -> Response {
     // Only an HTTP/1.1 connection served with upgrades can be taken over.
     let on_upgrade = match req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
         Some(u) if req.version() == Version::HTTP_11 => u,
@@ -93,14 +104,22 @@ fn upgrade_to_derp(server: Arc<DerpServer>, mut req: Request, remote: Option<Soc
     resp
 }
 
-async fn upgrade_to_websocket(server: Arc<DerpServer>, req: Request, remote: Option<SocketAddr>) -> Response {
+async fn upgrade_to_websocket(
+    server: Arc<DerpServer>,
+    req: Request,
+    remote: Option<SocketAddr>,
+) -> Response {
     let (mut parts, _body) = req.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws.protocols(["derp"]),
         Err(rejection) => return rejection.into_response(),
     };
     if ws.selected_protocol().is_none() {
-        return (StatusCode::BAD_REQUEST, "DERP over WebSocket needs the \"derp\" subprotocol").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "DERP over WebSocket needs the \"derp\" subprotocol",
+        )
+            .into_response();
     }
     ws.on_upgrade(move |socket| async move {
         serve_connection(&server, WsStream::<_, Message>::new(socket), remote).await;
@@ -148,7 +167,8 @@ async fn no_content(headers: HeaderMap) -> Response {
 fn is_valid_challenge(c: &str) -> bool {
     !c.is_empty()
         && c.len() <= 64
-        && c.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | ':'))
+        && c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | ':'))
 }
 
 /// The part of a WebSocket message the byte-stream adapter cares about.
@@ -189,7 +209,11 @@ pub(crate) struct WsStream<S, M> {
 
 impl<S, M> WsStream<S, M> {
     pub fn new(inner: S) -> Self {
-        Self { inner, pending: Bytes::new(), _message: PhantomData }
+        Self {
+            inner,
+            pending: Bytes::new(),
+            _message: PhantomData,
+        }
     }
 }
 
@@ -199,7 +223,11 @@ where
     M: WsMessage,
     E: std::error::Error + Send + Sync + 'static,
 {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             if !this.pending.is_empty() {
@@ -233,7 +261,11 @@ where
     M: WsMessage,
     E: std::error::Error + Send + Sync + 'static,
 {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(Pin::new(&mut this.inner).poll_ready(cx)).map_err(io::Error::other)?;
         Pin::new(&mut this.inner)
@@ -243,11 +275,15 @@ where
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx).map_err(io::Error::other)
+        Pin::new(&mut self.get_mut().inner)
+            .poll_flush(cx)
+            .map_err(io::Error::other)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_close(cx).map_err(io::Error::other)
+        Pin::new(&mut self.get_mut().inner)
+            .poll_close(cx)
+            .map_err(io::Error::other)
     }
 }
 
@@ -260,7 +296,10 @@ mod tests {
     use tower::ServiceExt;
 
     fn app() -> Router {
-        router(Arc::new(DerpServer::new(PrivateKey::generate(), DerpConfig::default())))
+        router(Arc::new(DerpServer::new(
+            PrivateKey::generate(),
+            DerpConfig::default(),
+        )))
     }
 
     async fn call(req: http::Request<Body>) -> Response {
@@ -275,7 +314,11 @@ mod tests {
     async fn probes_answer_get_and_head_with_cors_and_refuse_other_methods() {
         for path in ["/derp/probe", "/derp/latency-check"] {
             for method in [Method::GET, Method::HEAD] {
-                let req = http::Request::builder().method(method.clone()).uri(path).body(Body::empty()).unwrap();
+                let req = http::Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
                 let resp = call(req).await;
                 assert_eq!(resp.status(), StatusCode::OK, "{method} {path}");
                 assert_eq!(resp.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
@@ -291,7 +334,10 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::UPGRADE_REQUIRED);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"DERP requires connection upgrade");
-        let req = http::Request::get("/derp").header(UPGRADE, "h2c").body(Body::empty()).unwrap();
+        let req = http::Request::get("/derp")
+            .header(UPGRADE, "h2c")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(req).await.status(), StatusCode::UPGRADE_REQUIRED);
     }
 

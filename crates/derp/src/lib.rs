@@ -29,8 +29,8 @@ pub use handshake::{ClientInfo, MeshKey, ServerInfo};
 pub use http::router;
 pub use region::{EmbeddedRegion, embedded_region};
 pub use server::{
-    AllowAll, ClientIdentity, ConnError, DerpConfig, DerpServer, DerpStats, ForwardError, PacketForwarder,
-    VerifyClient,
+    AllowAll, ClientIdentity, ConnError, DerpConfig, DerpServer, DerpStats, ForwardError,
+    PacketForwarder, VerifyClient,
 };
 pub use stun::serve_stun;
 pub use tls::{SelfSignedCert, serve_tls};

@@ -94,7 +94,11 @@ mod tests {
         assert_eq!(n["CertName"], format!("sha256-raw:{}", "ab".repeat(32)));
         assert!(n.get("InsecureForTests").is_none());
 
-        let no_stun = EmbeddedRegion { stun_port: None, cert_name: None, ..r };
+        let no_stun = EmbeddedRegion {
+            stun_port: None,
+            cert_name: None,
+            ..r
+        };
         let v = serde_json::to_value(embedded_region(&no_stun)).unwrap();
         assert_eq!(v["Nodes"][0]["STUNPort"], -1);
         assert!(v["Nodes"][0].get("CertName").is_none());

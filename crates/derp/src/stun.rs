@@ -74,11 +74,15 @@ fn for_each_attr(
 ) -> Result<(), StunError> {
     let mut at = 0;
     while at < attrs.len() {
-        let h = attrs.get(at..at + 4).ok_or(StunError::MalformedAttributes)?;
+        let h = attrs
+            .get(at..at + 4)
+            .ok_or(StunError::MalformedAttributes)?;
         let t = u16::from_be_bytes([h[0], h[1]]);
         let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
         let padded = (len + 3) & !3;
-        let value = attrs.get(at + 4..at + 4 + len).ok_or(StunError::MalformedAttributes)?;
+        let value = attrs
+            .get(at + 4..at + 4 + len)
+            .ok_or(StunError::MalformedAttributes)?;
         if at + 4 + padded > attrs.len() {
             return Err(StunError::MalformedAttributes);
         }
@@ -118,7 +122,9 @@ pub fn parse_binding_request(b: &[u8]) -> Result<TxId, StunError> {
         return Err(StunError::NotBindingRequest);
     }
     let declared = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    let attrs = b.get(HEADER_LEN..HEADER_LEN + declared).ok_or(StunError::MalformedAttributes)?;
+    let attrs = b
+        .get(HEADER_LEN..HEADER_LEN + declared)
+        .ok_or(StunError::MalformedAttributes)?;
     for_each_attr(attrs, |t, value, at| {
         if t != ATTR_FINGERPRINT {
             return Ok(());
@@ -185,7 +191,10 @@ fn parse_address(value: &[u8], mask: Option<&[u8; 16]>) -> Result<SocketAddr, St
         0x02 => 16,
         _ => return Err(StunError::MalformedAttributes),
     };
-    let mut raw: Vec<u8> = value.get(4..4 + len).ok_or(StunError::MalformedAttributes)?.to_vec();
+    let mut raw: Vec<u8> = value
+        .get(4..4 + len)
+        .ok_or(StunError::MalformedAttributes)?
+        .to_vec();
     if let Some(mask) = mask {
         port ^= 0x2112;
         raw.iter_mut().zip(mask).for_each(|(a, m)| *a ^= m);
@@ -211,18 +220,25 @@ pub fn parse_binding_response(b: &[u8]) -> Result<(TxId, SocketAddr), StunError>
     }
     let tx = tx_id(b);
     let declared = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    let attrs = b.get(HEADER_LEN..HEADER_LEN + declared).ok_or(StunError::MalformedAttributes)?;
+    let attrs = b
+        .get(HEADER_LEN..HEADER_LEN + declared)
+        .ok_or(StunError::MalformedAttributes)?;
     let mask = xor_mask(&tx);
     let (mut xor_mapped, mut mapped) = (None, None);
     for_each_attr(attrs, |t, value, _| {
         match t {
-            ATTR_XOR_MAPPED_ADDRESS | ATTR_XOR_MAPPED_ADDRESS_ALT => xor_mapped = Some(parse_address(value, Some(&mask))?),
+            ATTR_XOR_MAPPED_ADDRESS | ATTR_XOR_MAPPED_ADDRESS_ALT => {
+                xor_mapped = Some(parse_address(value, Some(&mask))?)
+            }
             ATTR_MAPPED_ADDRESS => mapped = Some(parse_address(value, None)?),
             _ => {}
         }
         Ok(())
     })?;
-    xor_mapped.or(mapped).map(|a| (tx, a)).ok_or(StunError::NoMappedAddress)
+    xor_mapped
+        .or(mapped)
+        .map(|a| (tx, a))
+        .ok_or(StunError::NoMappedAddress)
 }
 
 /// Counters of a STUN server.
@@ -306,7 +322,11 @@ pub async fn serve_stun_with_stats(
 
 /// Asks `server` for this socket's mapped address (one request, answers with
 /// another transaction id are skipped until `timeout`).
-pub async fn stun_query(socket: &UdpSocket, server: SocketAddr, timeout: Duration) -> io::Result<SocketAddr> {
+pub async fn stun_query(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    timeout: Duration,
+) -> io::Result<SocketAddr> {
     let tx: TxId = rand::random();
     socket.send_to(&binding_request(tx), server).await?;
     let mut buf = [0u8; 1500];
@@ -324,7 +344,12 @@ pub async fn stun_query(socket: &UdpSocket, server: SocketAddr, timeout: Duratio
         }
     })
     .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no STUN answer from {server} within {timeout:?}")))?
+    .map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no STUN answer from {server} within {timeout:?}"),
+        )
+    })?
 }
 
 #[cfg(test)]
@@ -361,14 +386,26 @@ mod tests {
     fn junk_and_truncation_are_rejected() {
         let r = binding_request(TX);
         assert_eq!(parse_binding_request(&r[..19]), Err(StunError::NotStun));
-        assert_eq!(parse_binding_request(&r[..30]), Err(StunError::MalformedAttributes));
-        assert_eq!(parse_binding_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), Err(StunError::NotStun));
+        assert_eq!(
+            parse_binding_request(&r[..30]),
+            Err(StunError::MalformedAttributes)
+        );
+        assert_eq!(
+            parse_binding_request(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Err(StunError::NotStun)
+        );
         let mut not_req = r.clone();
         not_req[1] = 0x02;
-        assert_eq!(parse_binding_request(&not_req), Err(StunError::NotBindingRequest));
+        assert_eq!(
+            parse_binding_request(&not_req),
+            Err(StunError::NotBindingRequest)
+        );
         let mut odd = r.clone();
         odd[22..24].copy_from_slice(&[0xff, 0xff]);
-        assert_eq!(parse_binding_request(&odd), Err(StunError::MalformedAttributes));
+        assert_eq!(
+            parse_binding_request(&odd),
+            Err(StunError::MalformedAttributes)
+        );
     }
 
     #[test]
@@ -390,7 +427,10 @@ mod tests {
         assert_eq!(parse_binding_response(&r), Ok((TX, v6)));
 
         let mapped: SocketAddr = "[::ffff:192.0.2.1]:41641".parse().unwrap();
-        assert_eq!(parse_binding_response(&binding_response(TX, mapped)), Ok((TX, v4)));
+        assert_eq!(
+            parse_binding_response(&binding_response(TX, mapped)),
+            Ok((TX, v4))
+        );
     }
 
     #[test]
@@ -398,6 +438,9 @@ mod tests {
         let mut r = vec![0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
         r.extend_from_slice(&TX);
         r.extend_from_slice(&[0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x0d, 0x96, 10, 0, 0, 1]);
-        assert_eq!(parse_binding_response(&r), Ok((TX, "10.0.0.1:3478".parse().unwrap())));
+        assert_eq!(
+            parse_binding_response(&r),
+            Ok((TX, "10.0.0.1:3478".parse().unwrap()))
+        );
     }
 }

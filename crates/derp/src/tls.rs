@@ -48,7 +48,10 @@ pub enum TlsError {
     #[error("a self-signed DERP certificate needs at least one host name or IP address")]
     NoNames,
     #[error("cannot generate a self-signed certificate for {names:?}: {source}")]
-    Generate { names: Vec<String>, source: rcgen::Error },
+    Generate {
+        names: Vec<String>,
+        source: rcgen::Error,
+    },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path}: {source}")]
@@ -72,13 +75,19 @@ pub struct SelfSignedCert {
 
 impl Clone for SelfSignedCert {
     fn clone(&self) -> Self {
-        Self { cert_der: self.cert_der.clone(), key_der: self.key_der.clone_key(), sha256: self.sha256 }
+        Self {
+            cert_der: self.cert_der.clone(),
+            key_der: self.key_der.clone_key(),
+            sha256: self.sha256,
+        }
     }
 }
 
 impl std::fmt::Debug for SelfSignedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SelfSignedCert").field("sha256", &self.sha256_hex()).finish_non_exhaustive()
+        f.debug_struct("SelfSignedCert")
+            .field("sha256", &self.sha256_hex())
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,12 +98,18 @@ impl SelfSignedCert {
     pub fn generate<S: AsRef<str>>(names: &[S]) -> Result<Self, TlsError> {
         let mut cleaned: Vec<String> = Vec::new();
         for n in names {
-            let n = n.as_ref().trim().trim_start_matches('[').trim_end_matches(']');
+            let n = n
+                .as_ref()
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             if !n.is_empty() && !cleaned.iter().any(|c| c == n) {
                 cleaned.push(n.to_string());
             }
         }
-        let Some(first) = cleaned.first().cloned() else { return Err(TlsError::NoNames) };
+        let Some(first) = cleaned.first().cloned() else {
+            return Err(TlsError::NoNames);
+        };
         let generate = || -> Result<Self, rcgen::Error> {
             let mut params = rcgen::CertificateParams::new(cleaned.clone())?;
             let mut dn = rcgen::DistinguishedName::new();
@@ -106,15 +121,28 @@ impl SelfSignedCert {
             params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
             let key = rcgen::KeyPair::generate()?;
             let cert = params.self_signed(&key)?;
-            Ok(Self::from_der(cert.der().clone(), PrivatePkcs8KeyDer::from(key.serialize_der())))
+            Ok(Self::from_der(
+                cert.der().clone(),
+                PrivatePkcs8KeyDer::from(key.serialize_der()),
+            ))
         };
-        generate().map_err(|source| TlsError::Generate { names: cleaned.clone(), source })
+        generate().map_err(|source| TlsError::Generate {
+            names: cleaned.clone(),
+            source,
+        })
     }
 
     /// Wraps an existing certificate and PKCS#8 key.
-    pub fn from_der(cert_der: CertificateDer<'static>, key_der: PrivatePkcs8KeyDer<'static>) -> Self {
+    pub fn from_der(
+        cert_der: CertificateDer<'static>,
+        key_der: PrivatePkcs8KeyDer<'static>,
+    ) -> Self {
         let sha256 = Sha256::digest(cert_der.as_ref()).into();
-        Self { cert_der, key_der, sha256 }
+        Self {
+            cert_der,
+            key_der,
+            sha256,
+        }
     }
 
     pub fn cert_der(&self) -> &CertificateDer<'static> {
@@ -138,9 +166,10 @@ impl SelfSignedCert {
     /// Whether a client dialing `name` (a DNS name or IP address) accepts the certificate.
     pub fn covers(&self, name: &str) -> bool {
         let name = name.trim().trim_start_matches('[').trim_end_matches(']');
-        let (Ok(parsed), Ok(server_name)) =
-            (ParsedCertificate::try_from(&self.cert_der), ServerName::try_from(name))
-        else {
+        let (Ok(parsed), Ok(server_name)) = (
+            ParsedCertificate::try_from(&self.cert_der),
+            ServerName::try_from(name),
+        ) else {
             return false;
         };
         rustls::client::verify_server_name(&parsed, &server_name).is_ok()
@@ -148,8 +177,16 @@ impl SelfSignedCert {
 
     /// Writes the certificate and key as PEM; the key file is readable by its owner only.
     pub fn save(&self, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-        write_atomically(cert_path, pem("CERTIFICATE", self.cert_der.as_ref()).as_bytes(), 0o644)?;
-        write_atomically(key_path, pem("PRIVATE KEY", self.key_der.secret_pkcs8_der()).as_bytes(), 0o600)
+        write_atomically(
+            cert_path,
+            pem("CERTIFICATE", self.cert_der.as_ref()).as_bytes(),
+            0o644,
+        )?;
+        write_atomically(
+            key_path,
+            pem("PRIVATE KEY", self.key_der.secret_pkcs8_der()).as_bytes(),
+            0o600,
+        )
     }
 
     /// Reads a certificate and PKCS#8 key written by [`SelfSignedCert::save`].
@@ -158,14 +195,24 @@ impl SelfSignedCert {
         let cert = rustls_pemfile::certs(&mut BufReader::new(&cert_pem[..]))
             .next()
             .transpose()
-            .map_err(|source| TlsError::Read { path: cert_path.to_path_buf(), source })?
-            .ok_or_else(|| TlsError::NoCertificate { path: cert_path.to_path_buf() })?;
+            .map_err(|source| TlsError::Read {
+                path: cert_path.to_path_buf(),
+                source,
+            })?
+            .ok_or_else(|| TlsError::NoCertificate {
+                path: cert_path.to_path_buf(),
+            })?;
         let key_pem = read(key_path)?;
         let key = rustls_pemfile::pkcs8_private_keys(&mut BufReader::new(&key_pem[..]))
             .next()
             .transpose()
-            .map_err(|source| TlsError::Read { path: key_path.to_path_buf(), source })?
-            .ok_or_else(|| TlsError::NoPrivateKey { path: key_path.to_path_buf() })?;
+            .map_err(|source| TlsError::Read {
+                path: key_path.to_path_buf(),
+                source,
+            })?
+            .ok_or_else(|| TlsError::NoPrivateKey {
+                path: key_path.to_path_buf(),
+            })?;
         Ok(Self::from_der(cert, key))
     }
 
@@ -178,8 +225,11 @@ impl SelfSignedCert {
     ) -> Result<Self, TlsError> {
         if cert_path.exists() && key_path.exists() {
             let stored = Self::load(cert_path, key_path)?;
-            let uncovered: Vec<&str> =
-                names.iter().map(AsRef::as_ref).filter(|n| !stored.covers(n)).collect();
+            let uncovered: Vec<&str> = names
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|n| !stored.covers(n))
+                .collect();
             if uncovered.is_empty() {
                 return Ok(stored);
             }
@@ -197,12 +247,18 @@ impl SelfSignedCert {
 
     /// A rustls server configuration presenting this certificate alone.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        server_config(vec![self.cert_der.clone()], PrivateKeyDer::Pkcs8(self.key_der.clone_key()))
+        server_config(
+            vec![self.cert_der.clone()],
+            PrivateKeyDer::Pkcs8(self.key_der.clone_key()),
+        )
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -218,7 +274,10 @@ fn pem(label: &str, der: &[u8]) -> String {
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a key.
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let err = |source| TlsError::Write { path: path.to_path_buf(), source };
+    let err = |source| TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -232,7 +291,9 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsEr
     #[cfg(not(unix))]
     let _ = mode;
     let mut f = options.open(&tmp).map_err(err)?;
-    f.write_all(contents).and_then(|()| f.sync_all()).map_err(err)?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
@@ -258,11 +319,17 @@ pub fn server_config(
 /// Tailscale clients check a pinned DERP node: a single certificate, matching
 /// hash, valid for the dialed name.
 pub fn pinned_client_config(sha256_hex: &str) -> Result<Arc<ClientConfig>, TlsError> {
-    let hex_part = sha256_hex.strip_prefix(CERT_NAME_SHA256_PREFIX).unwrap_or(sha256_hex);
+    let hex_part = sha256_hex
+        .strip_prefix(CERT_NAME_SHA256_PREFIX)
+        .unwrap_or(sha256_hex);
     let mut pin = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut pin).map_err(|_| TlsError::BadPin(sha256_hex.to_string()))?;
+    hex::decode_to_slice(hex_part, &mut pin)
+        .map_err(|_| TlsError::BadPin(sha256_hex.to_string()))?;
     let provider = provider();
-    let verifier = PinnedCertVerifier { pin, algorithms: provider.signature_verification_algorithms };
+    let verifier = PinnedCertVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -287,10 +354,14 @@ impl ServerCertVerifier for PinnedCertVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if !intermediates.is_empty() {
-            return Err(rustls::Error::General("pinned DERP server presented more than one certificate".into()));
+            return Err(rustls::Error::General(
+                "pinned DERP server presented more than one certificate".into(),
+            ));
         }
         if Sha256::digest(end_entity.as_ref()).as_slice() != self.pin {
-            return Err(rustls::Error::General("DERP server certificate does not match the pinned SHA-256".into()));
+            return Err(rustls::Error::General(
+                "DERP server certificate does not match the pinned SHA-256".into(),
+            ));
         }
         let parsed = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_name(&parsed, server_name)?;
@@ -387,8 +458,12 @@ async fn serve_tls_connection(
         router.clone().oneshot(req.map(Body::new))
     });
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(tls), service).with_upgrades();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder
+        .serve_connection(TokioIo::new(tls), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -417,8 +492,15 @@ mod tests {
         let expected = hex::encode(Sha256::digest(c.cert_der().as_ref()));
         assert_eq!(c.sha256_hex(), expected);
         assert_eq!(c.cert_name(), format!("sha256-raw:{expected}"));
-        assert!(c.sha256_hex().chars().all(|ch| ch.is_ascii_digit() || ch.is_ascii_lowercase()));
-        assert!(matches!(SelfSignedCert::generate::<&str>(&[]), Err(TlsError::NoNames)));
+        assert!(
+            c.sha256_hex()
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || ch.is_ascii_lowercase())
+        );
+        assert!(matches!(
+            SelfSignedCert::generate::<&str>(&[]),
+            Err(TlsError::NoNames)
+        ));
         assert!(c.server_config().is_ok());
     }
 
@@ -429,7 +511,10 @@ mod tests {
         let a = SelfSignedCert::load_or_generate(&cert, &key, &["127.0.0.1"]).unwrap();
         let b = SelfSignedCert::load_or_generate(&cert, &key, &["127.0.0.1"]).unwrap();
         assert_eq!(a.sha256_hex(), b.sha256_hex());
-        assert_eq!(a.key_der().secret_pkcs8_der(), b.key_der().secret_pkcs8_der());
+        assert_eq!(
+            a.key_der().secret_pkcs8_der(),
+            b.key_der().secret_pkcs8_der()
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -437,10 +522,14 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "key file mode {mode:o}");
         }
         // A name the stored certificate lacks forces a new certificate (and pin).
-        let c = SelfSignedCert::load_or_generate(&cert, &key, &["127.0.0.1", "derp.example.com"]).unwrap();
+        let c = SelfSignedCert::load_or_generate(&cert, &key, &["127.0.0.1", "derp.example.com"])
+            .unwrap();
         assert_ne!(c.sha256_hex(), a.sha256_hex());
         assert!(c.covers("derp.example.com"));
-        assert_eq!(SelfSignedCert::load(&cert, &key).unwrap().sha256_hex(), c.sha256_hex());
+        assert_eq!(
+            SelfSignedCert::load(&cert, &key).unwrap().sha256_hex(),
+            c.sha256_hex()
+        );
     }
 
     #[test]
@@ -458,7 +547,10 @@ mod tests {
     fn pin_must_be_hex_of_32_bytes() {
         assert!(pinned_client_config(&"ab".repeat(32)).is_ok());
         assert!(pinned_client_config(&format!("sha256-raw:{}", "ab".repeat(32))).is_ok());
-        assert!(matches!(pinned_client_config("abcd"), Err(TlsError::BadPin(_))));
+        assert!(matches!(
+            pinned_client_config("abcd"),
+            Err(TlsError::BadPin(_))
+        ));
     }
 
     #[test]
@@ -471,10 +563,22 @@ mod tests {
         };
         let ip = ServerName::try_from("127.0.0.1").unwrap();
         let now = UnixTime::now();
-        assert!(v.verify_server_cert(c.cert_der(), &[], &ip, &[], now).is_ok());
-        assert!(v.verify_server_cert(other.cert_der(), &[], &ip, &[], now).is_err());
-        assert!(v.verify_server_cert(c.cert_der(), &[other.cert_der().clone()], &ip, &[], now).is_err());
+        assert!(
+            v.verify_server_cert(c.cert_der(), &[], &ip, &[], now)
+                .is_ok()
+        );
+        assert!(
+            v.verify_server_cert(other.cert_der(), &[], &ip, &[], now)
+                .is_err()
+        );
+        assert!(
+            v.verify_server_cert(c.cert_der(), &[other.cert_der().clone()], &ip, &[], now)
+                .is_err()
+        );
         let wrong_name = ServerName::try_from("derp.example.com").unwrap();
-        assert!(v.verify_server_cert(c.cert_der(), &[], &wrong_name, &[], now).is_err());
+        assert!(
+            v.verify_server_cert(c.cert_der(), &[], &wrong_name, &[], now)
+                .is_err()
+        );
     }
 }

@@ -10,8 +10,8 @@ use headway_derp::frame::PeerGoneReason;
 use headway_derp::stun;
 use headway_derp::tls::pinned_client_config;
 use headway_derp::{
-    ClientError, ClientOptions, DerpClient, DerpConfig, DerpServer, ForwardError, MeshKey, PacketForwarder,
-    ReceivedMessage, SelfSignedCert, VerifyClient, router, serve_tls,
+    ClientError, ClientOptions, DerpClient, DerpConfig, DerpServer, ForwardError, MeshKey,
+    PacketForwarder, ReceivedMessage, SelfSignedCert, VerifyClient, router, serve_tls,
 };
 use headway_proto::keys::{NodePublic, PrivateKey};
 use rustls::ClientConfig;
@@ -42,9 +42,14 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let tls = cert.server_config().unwrap();
-        tokio::spawn(serve_tls(listener, tls, router(server.clone()), async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(serve_tls(
+            listener,
+            tls,
+            router(server.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Relay {
             server,
             url: format!("https://127.0.0.1:{}/derp", addr.port()),
@@ -54,12 +59,18 @@ impl Relay {
         }
     }
 
-    async fn try_client(&self, key: &PrivateKey, options: &ClientOptions) -> Result<DerpClient, ClientError> {
+    async fn try_client(
+        &self,
+        key: &PrivateKey,
+        options: &ClientOptions,
+    ) -> Result<DerpClient, ClientError> {
         DerpClient::connect(&self.url, key, Some(self.pin.clone()), options).await
     }
 
     async fn client(&self, key: &PrivateKey) -> DerpClient {
-        self.try_client(key, &ClientOptions::default()).await.unwrap()
+        self.try_client(key, &ClientOptions::default())
+            .await
+            .unwrap()
     }
 }
 
@@ -94,7 +105,10 @@ async fn barrier(c: &mut DerpClient) {
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -115,10 +129,16 @@ async fn two_clients_relay_both_ways_over_pinned_tls() {
     assert_eq!(a.server_info().version, 2);
 
     a.send(&kb.node_public(), b"hello from a").await.unwrap();
-    assert_eq!(next_packet(&mut b).await, (ka.node_public(), Bytes::from_static(b"hello from a")));
+    assert_eq!(
+        next_packet(&mut b).await,
+        (ka.node_public(), Bytes::from_static(b"hello from a"))
+    );
     let big = vec![7u8; 64 << 10];
     b.send(&ka.node_public(), &big).await.unwrap();
-    assert_eq!(next_packet(&mut a).await, (kb.node_public(), Bytes::from(big)));
+    assert_eq!(
+        next_packet(&mut a).await,
+        (kb.node_public(), Bytes::from(big))
+    );
 
     let s = relay.server.stats();
     assert_eq!(s.connections_current, 2);
@@ -133,16 +153,25 @@ async fn a_wrong_pin_is_refused_by_the_client() {
     let relay = Relay::start(DerpConfig::default()).await;
     let other = SelfSignedCert::generate(&["127.0.0.1"]).unwrap();
     let pin = pinned_client_config(&other.sha256_hex()).unwrap();
-    let err = DerpClient::connect(&relay.url, &PrivateKey::generate(), Some(pin), &ClientOptions::default())
-        .await
-        .unwrap_err();
+    let err = DerpClient::connect(
+        &relay.url,
+        &PrivateKey::generate(),
+        Some(pin),
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ClientError::Io(_)), "{err}");
 }
 
 #[tokio::test]
 async fn receivers_hear_peer_gone_when_a_sender_disconnects() {
     let relay = Relay::start(DerpConfig::default()).await;
-    let (ka, kb, kc) = (PrivateKey::generate(), PrivateKey::generate(), PrivateKey::generate());
+    let (ka, kb, kc) = (
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+    );
     let a = relay.client(&ka).await;
     let mut b = relay.client(&kb).await;
     let mut c = relay.client(&kc).await;
@@ -151,11 +180,17 @@ async fn receivers_hear_peer_gone_when_a_sender_disconnects() {
     drop(a);
     assert_eq!(
         next(&mut b).await,
-        ReceivedMessage::PeerGone { peer: ka.node_public(), reason: PeerGoneReason::Disconnected }
+        ReceivedMessage::PeerGone {
+            peer: ka.node_public(),
+            reason: PeerGoneReason::Disconnected
+        }
     );
     // C never received from A: nothing for it.
     barrier(&mut c).await;
-    eventually("A is unregistered", || !relay.server.is_connected(&ka.node_public())).await;
+    eventually("A is unregistered", || {
+        !relay.server.is_connected(&ka.node_public())
+    })
+    .await;
     assert_eq!(relay.server.stats().peer_gone_disconnected_sent, 1);
 }
 
@@ -164,12 +199,18 @@ async fn unknown_destinations_drop_and_only_disco_gets_not_here() {
     let relay = Relay::start(DerpConfig::default()).await;
     let ka = PrivateKey::generate();
     let mut a = relay.client(&ka).await;
-    let (nobody, nobody_disco) = (PrivateKey::generate().node_public(), PrivateKey::generate().node_public());
+    let (nobody, nobody_disco) = (
+        PrivateKey::generate().node_public(),
+        PrivateKey::generate().node_public(),
+    );
     a.send(&nobody, b"data for nobody").await.unwrap();
     a.send(&nobody_disco, &disco_packet()).await.unwrap();
     assert_eq!(
         next(&mut a).await,
-        ReceivedMessage::PeerGone { peer: nobody_disco, reason: PeerGoneReason::NotHere }
+        ReceivedMessage::PeerGone {
+            peer: nobody_disco,
+            reason: PeerGoneReason::NotHere
+        }
     );
     let s = relay.server.stats();
     assert_eq!(s.packets_dropped_unknown_dest, 2);
@@ -183,12 +224,18 @@ async fn unknown_destinations_drop_and_only_disco_gets_not_here() {
     let mut not_here = 0;
     loop {
         match next(&mut a).await {
-            ReceivedMessage::PeerGone { reason: PeerGoneReason::NotHere, .. } => not_here += 1,
+            ReceivedMessage::PeerGone {
+                reason: PeerGoneReason::NotHere,
+                ..
+            } => not_here += 1,
             ReceivedMessage::Pong(d) if d == [5; 8] => break,
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!((1..=3).contains(&not_here), "{not_here} NotHere answers to a burst of 10");
+    assert!(
+        (1..=3).contains(&not_here),
+        "{not_here} NotHere answers to a burst of 10"
+    );
     assert_eq!(relay.server.stats().packets_dropped_unknown_dest, 12);
 }
 
@@ -201,7 +248,10 @@ async fn the_verify_hook_refuses_unknown_node_keys() {
     let relay = Relay::start_with(server).await;
 
     let stranger = PrivateKey::generate();
-    let err = relay.try_client(&stranger, &ClientOptions::default()).await.unwrap_err();
+    let err = relay
+        .try_client(&stranger, &ClientOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::ClosedDuringHandshake), "{err}");
     assert_eq!(relay.server.stats().clients_rejected, 1);
     assert!(!relay.server.is_connected(&stranger.node_public()));
@@ -213,7 +263,10 @@ async fn the_verify_hook_refuses_unknown_node_keys() {
 struct SlowVerifier;
 
 impl VerifyClient for SlowVerifier {
-    fn verify(&self, _client: headway_derp::ClientIdentity) -> futures::future::BoxFuture<'_, bool> {
+    fn verify(
+        &self,
+        _client: headway_derp::ClientIdentity,
+    ) -> futures::future::BoxFuture<'_, bool> {
         Box::pin(async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             true
@@ -223,22 +276,38 @@ impl VerifyClient for SlowVerifier {
 
 #[tokio::test]
 async fn a_verify_hook_that_does_not_answer_refuses() {
-    let config = DerpConfig { verify_timeout: Duration::from_millis(200), ..DerpConfig::default() };
-    let relay = Relay::start_with(DerpServer::new(PrivateKey::generate(), config).with_verifier(SlowVerifier)).await;
-    let err = relay.try_client(&PrivateKey::generate(), &ClientOptions::default()).await.unwrap_err();
+    let config = DerpConfig {
+        verify_timeout: Duration::from_millis(200),
+        ..DerpConfig::default()
+    };
+    let relay = Relay::start_with(
+        DerpServer::new(PrivateKey::generate(), config).with_verifier(SlowVerifier),
+    )
+    .await;
+    let err = relay
+        .try_client(&PrivateKey::generate(), &ClientOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::ClosedDuringHandshake), "{err}");
 }
 
 #[tokio::test]
 async fn junk_and_stalled_handshakes_do_not_stop_later_clients() {
-    let config = DerpConfig { handshake_timeout: Duration::from_millis(300), ..DerpConfig::default() };
+    let config = DerpConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..DerpConfig::default()
+    };
     let relay = Relay::start(config).await;
 
     // Garbage instead of a TLS ClientHello.
     let mut junk = TcpStream::connect(relay.addr).await.unwrap();
-    junk.write_all(b"GET / HTTP/1.1\r\n\x00\xff\xfe garbage\r\n\r\n").await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\x00\xff\xfe garbage\r\n\r\n")
+        .await
+        .unwrap();
     let mut sink = Vec::new();
-    let _ = tokio::time::timeout(WAIT, junk.read_to_end(&mut sink)).await.expect("junk connection not closed");
+    let _ = tokio::time::timeout(WAIT, junk.read_to_end(&mut sink))
+        .await
+        .expect("junk connection not closed");
 
     // A TCP connection that never starts TLS stays open meanwhile.
     let _idle = TcpStream::connect(relay.addr).await.unwrap();
@@ -246,24 +315,41 @@ async fn junk_and_stalled_handshakes_do_not_stop_later_clients() {
     // A client that upgrades but never sends its ClientInfo is hung up on.
     let tcp = TcpStream::connect(relay.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(relay.pin.clone()).connect(name, tcp).await.unwrap();
-    tls.write_all(b"GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n")
+    let mut tls = tokio_rustls::TlsConnector::from(relay.pin.clone())
+        .connect(name, tcp)
         .await
         .unwrap();
+    tls.write_all(
+        b"GET /derp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut got = Vec::new();
     // The server answers 101, sends its key frame, then hangs up when the deadline passes.
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut got)).await.expect("stalled client not dropped");
-    assert!(got.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&got));
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut got))
+        .await
+        .expect("stalled client not dropped");
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     let magic_at = got.windows(8).position(|w| w == headway_derp::frame::MAGIC);
     assert!(magic_at.is_some(), "no server-key frame after the 101");
-    eventually("the stalled handshake is counted", || relay.server.stats().handshake_failures >= 1).await;
+    eventually("the stalled handshake is counted", || {
+        relay.server.stats().handshake_failures >= 1
+    })
+    .await;
 
     // Later clients are served as usual.
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
     let a = relay.client(&ka).await;
     let mut b = relay.client(&kb).await;
     a.send(&kb.node_public(), b"still relaying").await.unwrap();
-    assert_eq!(next_packet(&mut b).await.1, Bytes::from_static(b"still relaying"));
+    assert_eq!(
+        next_packet(&mut b).await.1,
+        Bytes::from_static(b"still relaying")
+    );
 }
 
 #[tokio::test]
@@ -278,7 +364,10 @@ async fn malformed_frames_end_only_that_connection() {
     a.sender().send_raw(&bad).await.unwrap();
     assert!(tokio::time::timeout(WAIT, a.recv()).await.unwrap().is_err());
     // Unknown frame types are skipped without harm.
-    b.sender().send_raw(&[0x7f, 0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    b.sender()
+        .send_raw(&[0x7f, 0, 0, 0, 3, 1, 2, 3])
+        .await
+        .unwrap();
     barrier(&mut b).await;
     assert_eq!(relay.server.stats().unknown_frames, 1);
 }
@@ -304,7 +393,10 @@ async fn newest_duplicate_gets_packets_and_the_last_writer_wins() {
 
     // One of two connections leaving is not the key leaving: no PeerGone.
     drop(a1);
-    eventually("a1 is unregistered", || relay.server.stats().connections_current == 2).await;
+    eventually("a1 is unregistered", || {
+        relay.server.stats().connections_current == 2
+    })
+    .await;
     b.send(&ka.node_public(), b"3").await.unwrap();
     assert_eq!(next_packet(&mut a2).await.1, Bytes::from_static(b"3"));
     barrier(&mut b).await;
@@ -325,7 +417,10 @@ async fn pings_are_answered_and_keepalives_arrive() {
     let got = tokio::time::timeout(WAIT, a.recv()).await.unwrap().unwrap();
     assert_eq!(got, ReceivedMessage::KeepAlive);
     drop(a);
-    eventually("the home gauge drops", || relay.server.stats().home_connections_current == 0).await;
+    eventually("the home gauge drops", || {
+        relay.server.stats().home_connections_current == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -336,7 +431,11 @@ async fn a_client_that_stops_reading_neither_blocks_others_nor_stays() {
         ..DerpConfig::default()
     };
     let relay = Relay::start(config).await;
-    let (ka, kb, kc) = (PrivateKey::generate(), PrivateKey::generate(), PrivateKey::generate());
+    let (ka, kb, kc) = (
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+    );
     let mut a = relay.client(&ka).await;
     let b = relay.client(&kb).await;
     let _stuck = relay.client(&kc).await; // never reads
@@ -351,7 +450,10 @@ async fn a_client_that_stops_reading_neither_blocks_others_nor_stays() {
         sent += 20;
     }
     b.send(&ka.node_public(), b"not stuck").await.unwrap();
-    assert_eq!(next_packet(&mut a).await.1, Bytes::from_static(b"not stuck"));
+    assert_eq!(
+        next_packet(&mut a).await.1,
+        Bytes::from_static(b"not stuck")
+    );
     // Once the socket buffers are full the server stops waiting for it.
     while relay.server.is_connected(&kc.node_public()) {
         assert!(sent < 5_000, "stuck client never disconnected");
@@ -362,7 +464,10 @@ async fn a_client_that_stops_reading_neither_blocks_others_nor_stays() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     b.send(&ka.node_public(), b"still fine").await.unwrap();
-    assert_eq!(next_packet(&mut a).await.1, Bytes::from_static(b"still fine"));
+    assert_eq!(
+        next_packet(&mut a).await.1,
+        Bytes::from_static(b"still fine")
+    );
 }
 
 #[tokio::test]
@@ -371,8 +476,14 @@ async fn closing_the_server_hangs_up_everyone() {
     let mut a = relay.client(&PrivateKey::generate()).await;
     relay.server.close();
     assert!(tokio::time::timeout(WAIT, a.recv()).await.unwrap().is_err());
-    let err = relay.try_client(&PrivateKey::generate(), &ClientOptions::default()).await.unwrap_err();
-    assert!(matches!(err, ClientError::BadGreeting | ClientError::Io(_)), "{err}");
+    let err = relay
+        .try_client(&PrivateKey::generate(), &ClientOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::BadGreeting | ClientError::Io(_)),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -380,15 +491,25 @@ async fn mesh_peers_watch_connections_and_forward_packets() {
     let mesh_key: MeshKey = "42".repeat(32).parse().unwrap();
     let admitted = PrivateKey::generate();
     let admitted_key = admitted.node_public();
-    let config = DerpConfig { mesh_key: Some(mesh_key.clone()), ..DerpConfig::default() };
-    let server = DerpServer::new(PrivateKey::generate(), config).with_verifier(move |k: &NodePublic| *k == admitted_key);
+    let config = DerpConfig {
+        mesh_key: Some(mesh_key.clone()),
+        ..DerpConfig::default()
+    };
+    let server = DerpServer::new(PrivateKey::generate(), config)
+        .with_verifier(move |k: &NodePublic| *k == admitted_key);
     let relay = Relay::start_with(server).await;
 
     let mut a = relay.client(&admitted).await;
     // The mesh peer is not known to the verify hook; the mesh key admits it.
-    let mesh_options = ClientOptions { mesh_key: Some(mesh_key), ..ClientOptions::default() };
+    let mesh_options = ClientOptions {
+        mesh_key: Some(mesh_key),
+        ..ClientOptions::default()
+    };
     let mesh_private = PrivateKey::generate();
-    let mut mesh = relay.try_client(&mesh_private, &mesh_options).await.unwrap();
+    let mut mesh = relay
+        .try_client(&mesh_private, &mesh_options)
+        .await
+        .unwrap();
     mesh.sender().watch_connections().await.unwrap();
     match next(&mut mesh).await {
         ReceivedMessage::PeerPresent { peer, addr, flags } => {
@@ -401,23 +522,41 @@ async fn mesh_peers_watch_connections_and_forward_packets() {
 
     // A packet from a client of the other server, for our client.
     let remote = PrivateKey::generate().node_public();
-    mesh.sender().forward(&remote, &admitted.node_public(), b"via mesh").await.unwrap();
-    assert_eq!(next_packet(&mut a).await, (remote, Bytes::from_static(b"via mesh")));
+    mesh.sender()
+        .forward(&remote, &admitted.node_public(), b"via mesh")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_packet(&mut a).await,
+        (remote, Bytes::from_static(b"via mesh"))
+    );
 
     drop(a);
     assert_eq!(
         next(&mut mesh).await,
-        ReceivedMessage::PeerGone { peer: admitted.node_public(), reason: PeerGoneReason::Disconnected }
+        ReceivedMessage::PeerGone {
+            peer: admitted.node_public(),
+            reason: PeerGoneReason::Disconnected
+        }
     );
     assert_eq!(relay.server.stats().packets_forwarded_in, 1);
 }
 
 #[tokio::test]
 async fn clients_without_the_mesh_key_may_not_watch() {
-    let config = DerpConfig { mesh_key: Some("42".repeat(32).parse().unwrap()), ..DerpConfig::default() };
+    let config = DerpConfig {
+        mesh_key: Some("42".repeat(32).parse().unwrap()),
+        ..DerpConfig::default()
+    };
     let relay = Relay::start(config).await;
-    let wrong = ClientOptions { mesh_key: Some("43".repeat(32).parse().unwrap()), ..ClientOptions::default() };
-    let mut c = relay.try_client(&PrivateKey::generate(), &wrong).await.unwrap();
+    let wrong = ClientOptions {
+        mesh_key: Some("43".repeat(32).parse().unwrap()),
+        ..ClientOptions::default()
+    };
+    let mut c = relay
+        .try_client(&PrivateKey::generate(), &wrong)
+        .await
+        .unwrap();
     c.sender().watch_connections().await.unwrap();
     assert!(tokio::time::timeout(WAIT, c.recv()).await.unwrap().is_err());
 }
@@ -426,7 +565,12 @@ async fn clients_without_the_mesh_key_may_not_watch() {
 struct Collect(Mutex<Vec<(NodePublic, NodePublic, Bytes)>>);
 
 impl PacketForwarder for Collect {
-    fn forward_packet(&self, src: NodePublic, dst: NodePublic, packet: Bytes) -> Result<(), ForwardError> {
+    fn forward_packet(
+        &self,
+        src: NodePublic,
+        dst: NodePublic,
+        packet: Bytes,
+    ) -> Result<(), ForwardError> {
         self.0.lock().unwrap().push((src, dst, packet));
         Ok(())
     }
@@ -442,8 +586,18 @@ async fn packets_for_keys_on_a_mesh_peer_go_to_its_forwarder() {
     let fwd: Arc<dyn PacketForwarder> = collect.clone();
     relay.server.add_packet_forwarder(elsewhere, fwd.clone());
     a.send(&elsewhere, b"over there").await.unwrap();
-    eventually("the forwarder got the packet", || !collect.0.lock().unwrap().is_empty()).await;
-    assert_eq!(collect.0.lock().unwrap()[0], (ka.node_public(), elsewhere, Bytes::from_static(b"over there")));
+    eventually("the forwarder got the packet", || {
+        !collect.0.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        collect.0.lock().unwrap()[0],
+        (
+            ka.node_public(),
+            elsewhere,
+            Bytes::from_static(b"over there")
+        )
+    );
 
     relay.server.remove_packet_forwarder(&elsewhere, &fwd);
     a.send(&elsewhere, b"gone").await.unwrap();
@@ -458,9 +612,13 @@ async fn stun_answers_with_the_observed_address_and_ignores_junk() {
     let server_addr = socket.local_addr().unwrap();
     let stats = Arc::new(stun::StunStats::default());
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(stun::serve_stun_with_stats(socket, stats.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(stun::serve_stun_with_stats(
+        socket,
+        stats.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let request = stun::binding_request([9; 12]);
@@ -477,9 +635,16 @@ async fn stun_answers_with_the_observed_address_and_ignores_junk() {
         let v6_server = UdpSocket::bind("[::1]:0").await.unwrap();
         let v6_addr = v6_server.local_addr().unwrap();
         tokio::spawn(stun::serve_stun(v6_server, std::future::pending()));
-        assert_eq!(stun::stun_query(&v6, v6_addr, WAIT).await.unwrap(), v6.local_addr().unwrap());
+        assert_eq!(
+            stun::stun_query(&v6, v6_addr, WAIT).await.unwrap(),
+            v6.local_addr().unwrap()
+        );
     }
 
     stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -28,8 +28,8 @@ use self::registry::{ClientHandle, Registry, Route};
 use self::stall::StallGuard;
 use self::stats::{Counters, add, dec, inc};
 use crate::frame::{
-    self, FrameType, HEADER_LEN, KEY_LEN, MAX_CLIENT_INFO_LEN, MAX_PACKET_SIZE, MAX_PING_LEN, NONCE_LEN,
-    PROTOCOL_VERSION, PeerGoneReason,
+    self, FrameType, HEADER_LEN, KEY_LEN, MAX_CLIENT_INFO_LEN, MAX_PACKET_SIZE, MAX_PING_LEN,
+    NONCE_LEN, PROTOCOL_VERSION, PeerGoneReason,
 };
 use crate::handshake::{self, BoxError, ClientInfo, MeshKey, ServerInfo};
 
@@ -119,11 +119,18 @@ pub enum ConnError {
     UnexpectedFrame { got: u8, want: u8 },
     #[error("DERP ClientInfo frame of {0} bytes is outside the accepted 56..=262144 bytes")]
     ClientInfoLength(u32),
-    #[error("DERP ClientInfo claiming node key {key:?} is not sealed to this server's key: {source}")]
+    #[error(
+        "DERP ClientInfo claiming node key {key:?} is not sealed to this server's key: {source}"
+    )]
     ClientInfoSeal { key: NodePublic, source: BoxError },
     #[error("DERP ClientInfo from {key:?} is not valid JSON: {source}")]
-    ClientInfoJson { key: NodePublic, source: serde_json::Error },
-    #[error("DERP client {0:?} was refused by the admission hook (unknown or unauthorised node key)")]
+    ClientInfoJson {
+        key: NodePublic,
+        source: serde_json::Error,
+    },
+    #[error(
+        "DERP client {0:?} was refused by the admission hook (unknown or unauthorised node key)"
+    )]
     Rejected(NodePublic),
     #[error("DERP client {0:?} was refused: the admission hook did not answer within {1:?}")]
     VerifyTimeout(NodePublic, Duration),
@@ -228,7 +235,11 @@ impl DerpServer {
     /// Serves one DERP connection (the server speaks first) until it ends.
     ///
     /// Returns `Ok` when the client hangs up or the server closes it.
-    pub async fn accept<S>(&self, stream: S, remote_addr: Option<SocketAddr>) -> Result<(), ConnError>
+    pub async fn accept<S>(
+        &self,
+        stream: S,
+        remote_addr: Option<SocketAddr>,
+    ) -> Result<(), ConnError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -260,7 +271,11 @@ impl DerpServer {
             _ => false,
         };
         if !can_mesh {
-            self.admit(ClientIdentity { node_key, remote_addr }).await?;
+            self.admit(ClientIdentity {
+                node_key,
+                remote_addr,
+            })
+            .await?;
         }
 
         let handle = Arc::new(ClientHandle {
@@ -285,17 +300,29 @@ impl DerpServer {
         }
     }
 
-    async fn handshake<R, W>(&self, r: &mut R, w: &mut W) -> Result<(NodePublic, ClientInfo), ConnError>
+    async fn handshake<R, W>(
+        &self,
+        r: &mut R,
+        w: &mut W,
+    ) -> Result<(NodePublic, ClientInfo), ConnError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        frame::write_frame(w, FrameType::SERVER_KEY, &frame::server_key_payload(&self.public_key)).await?;
+        frame::write_frame(
+            w,
+            FrameType::SERVER_KEY,
+            &frame::server_key_payload(&self.public_key),
+        )
+        .await?;
         w.flush().await?;
 
         let (t, len) = frame::read_header(r).await?;
         if t != FrameType::CLIENT_INFO {
-            return Err(ConnError::UnexpectedFrame { got: t.0, want: FrameType::CLIENT_INFO.0 });
+            return Err(ConnError::UnexpectedFrame {
+                got: t.0,
+                want: FrameType::CLIENT_INFO.0,
+            });
         }
         if len < (KEY_LEN + NONCE_LEN) as u32 || len > MAX_CLIENT_INFO_LEN {
             return Err(ConnError::ClientInfoLength(len));
@@ -305,7 +332,8 @@ impl DerpServer {
         let key = frame::key_at(&buf, 0).ok_or(ConnError::ClientInfoLength(len))?;
         let json = handshake::open(&self.private_key, &key, &buf[KEY_LEN..])
             .map_err(|source| ConnError::ClientInfoSeal { key, source })?;
-        let info = serde_json::from_slice(&json).map_err(|source| ConnError::ClientInfoJson { key, source })?;
+        let info = serde_json::from_slice(&json)
+            .map_err(|source| ConnError::ClientInfoJson { key, source })?;
         Ok((key, info))
     }
 
@@ -339,11 +367,17 @@ impl DerpServer {
             match t {
                 FrameType::SEND_PACKET => {
                     if len < KEY_LEN as u32 || len as usize > KEY_LEN + MAX_PACKET_SIZE {
-                        return Err(ConnError::MalformedFrame { frame: "SendPacket", len });
+                        return Err(ConnError::MalformedFrame {
+                            frame: "SendPacket",
+                            len,
+                        });
                     }
                     let dst = read_key(r).await?;
                     let pkt = read_recv_frame(r, len - KEY_LEN as u32, "SendPacket").await?;
-                    add(&self.counters.bytes_received, (pkt.len() - HEADER_LEN - KEY_LEN) as u64);
+                    add(
+                        &self.counters.bytes_received,
+                        (pkt.len() - HEADER_LEN - KEY_LEN) as u64,
+                    );
                     inc(&self.counters.packets_received);
                     self.deliver(h, h.key, dst, pkt, false, &mut not_here);
                 }
@@ -352,7 +386,10 @@ impl DerpServer {
                         return Err(ConnError::NotMeshPeer("ForwardPacket"));
                     }
                     if len < 2 * KEY_LEN as u32 || len as usize > 2 * KEY_LEN + MAX_PACKET_SIZE {
-                        return Err(ConnError::MalformedFrame { frame: "ForwardPacket", len });
+                        return Err(ConnError::MalformedFrame {
+                            frame: "ForwardPacket",
+                            len,
+                        });
                     }
                     let src = read_key(r).await?;
                     let dst = read_key(r).await?;
@@ -362,7 +399,10 @@ impl DerpServer {
                 }
                 FrameType::NOTE_PREFERRED => {
                     if len != 1 {
-                        return Err(ConnError::MalformedFrame { frame: "NotePreferred", len });
+                        return Err(ConnError::MalformedFrame {
+                            frame: "NotePreferred",
+                            len,
+                        });
                     }
                     let preferred = r.read_u8().await? != 0;
                     if h.preferred.swap(preferred, Ordering::Relaxed) != preferred {
@@ -388,7 +428,10 @@ impl DerpServer {
                         return Err(ConnError::NotMeshPeer("WatchConns"));
                     }
                     if len != 0 {
-                        return Err(ConnError::MalformedFrame { frame: "WatchConns", len });
+                        return Err(ConnError::MalformedFrame {
+                            frame: "WatchConns",
+                            len,
+                        });
                     }
                     // A mesh peer configured with our own address is talking to itself.
                     if h.key != self.public_key {
@@ -400,7 +443,10 @@ impl DerpServer {
                         return Err(ConnError::NotMeshPeer("ClosePeer"));
                     }
                     if len != KEY_LEN as u32 {
-                        return Err(ConnError::MalformedFrame { frame: "ClosePeer", len });
+                        return Err(ConnError::MalformedFrame {
+                            frame: "ClosePeer",
+                            len,
+                        });
                     }
                     let target = read_key(r).await?;
                     let n = self.registry.close_peer(&target);
@@ -449,7 +495,8 @@ impl DerpServer {
                 // Telling a sender of disco pings that the peer is not here lets it
                 // stop trying this path; the limit keeps this from being an amplifier.
                 if disco && not_here.allow(Instant::now()) {
-                    from.outbox.push_control(Control::PeerGone(dst, PeerGoneReason::NotHere));
+                    from.outbox
+                        .push_control(Control::PeerGone(dst, PeerGoneReason::NotHere));
                 }
             }
         }
@@ -459,7 +506,10 @@ impl DerpServer {
     where
         W: AsyncWrite + Unpin,
     {
-        let info = ServerInfo { version: PROTOCOL_VERSION, ..ServerInfo::default() };
+        let info = ServerInfo {
+            version: PROTOCOL_VERSION,
+            ..ServerInfo::default()
+        };
         let json = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
         let sealed = handshake::seal(&self.private_key, &h.key, &json);
         frame::write_frame(w, FrameType::SERVER_INFO, &sealed).await?;
@@ -483,7 +533,8 @@ impl DerpServer {
                 return Err(e.into());
             }
             if send_keep_alive {
-                w.write_all(&frame::header(FrameType::KEEP_ALIVE, 0)).await?;
+                w.write_all(&frame::header(FrameType::KEEP_ALIVE, 0))
+                    .await?;
                 inc(&self.counters.keepalives_sent);
             }
             w.flush().await?;
@@ -507,7 +558,12 @@ impl DerpServer {
                         PeerGoneReason::NotHere => inc(&self.counters.peer_gone_not_here_sent),
                         _ => inc(&self.counters.peer_gone_disconnected_sent),
                     }
-                    frame::write_frame(w, FrameType::PEER_GONE, &frame::peer_gone_payload(&peer, reason)).await?;
+                    frame::write_frame(
+                        w,
+                        FrameType::PEER_GONE,
+                        &frame::peer_gone_payload(&peer, reason),
+                    )
+                    .await?;
                 }
                 Control::PeerPresent { key, addr, flags } => {
                     let payload = frame::peer_present_payload(&key, addr, flags);
@@ -527,7 +583,10 @@ impl DerpServer {
             }
             w.write_all(&pkt).await?;
             inc(&self.counters.packets_sent);
-            add(&self.counters.bytes_sent, (pkt.len() - HEADER_LEN - KEY_LEN) as u64);
+            add(
+                &self.counters.bytes_sent,
+                (pkt.len() - HEADER_LEN - KEY_LEN) as u64,
+            );
         }
         Ok(())
     }
@@ -544,7 +603,8 @@ impl DerpServer {
 
     fn notify_peer_gone(&self, gone: NodePublic, to: Vec<Arc<ClientHandle>>) {
         for c in to {
-            c.outbox.push_control(Control::PeerGone(gone, PeerGoneReason::Disconnected));
+            c.outbox
+                .push_control(Control::PeerGone(gone, PeerGoneReason::Disconnected));
         }
     }
 }
@@ -590,7 +650,10 @@ impl NotHereLimiter {
     const BURST: f64 = 3.0;
 
     fn new() -> Self {
-        Self { tokens: Self::BURST, last: None }
+        Self {
+            tokens: Self::BURST,
+            last: None,
+        }
     }
 
     fn allow(&mut self, now: Instant) -> bool {
@@ -622,10 +685,16 @@ async fn read_recv_frame<R: AsyncRead + Unpin>(
     frame_name: &'static str,
 ) -> Result<BytesMut, ConnError> {
     if packet_len as usize > MAX_PACKET_SIZE {
-        return Err(ConnError::MalformedFrame { frame: frame_name, len: packet_len });
+        return Err(ConnError::MalformedFrame {
+            frame: frame_name,
+            len: packet_len,
+        });
     }
     let mut pkt = BytesMut::zeroed(HEADER_LEN + KEY_LEN + packet_len as usize);
-    pkt[..HEADER_LEN].copy_from_slice(&frame::header(FrameType::RECV_PACKET, KEY_LEN as u32 + packet_len));
+    pkt[..HEADER_LEN].copy_from_slice(&frame::header(
+        FrameType::RECV_PACKET,
+        KEY_LEN as u32 + packet_len,
+    ));
     r.read_exact(&mut pkt[HEADER_LEN + KEY_LEN..]).await?;
     Ok(pkt)
 }
@@ -664,7 +733,10 @@ mod tests {
         let s = DerpServer::new(PrivateKey::generate(), DerpConfig::default());
         for _ in 0..20 {
             let p = s.keep_alive_period();
-            assert!(p >= Duration::from_secs(60) && p <= Duration::from_secs(65), "{p:?}");
+            assert!(
+                p >= Duration::from_secs(60) && p <= Duration::from_secs(65),
+                "{p:?}"
+            );
         }
     }
 }

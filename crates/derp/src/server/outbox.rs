@@ -22,7 +22,11 @@ const MAX_CONTROL_QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub(crate) enum Control {
     PeerGone(NodePublic, PeerGoneReason),
-    PeerPresent { key: NodePublic, addr: Option<SocketAddr>, flags: u8 },
+    PeerPresent {
+        key: NodePublic,
+        addr: Option<SocketAddr>,
+        flags: u8,
+    },
 }
 
 /// Everything waiting to be written; also the writer's batch buffer.
@@ -39,7 +43,10 @@ pub(crate) struct Queues {
 #[cfg(test)]
 impl Queues {
     pub fn is_empty(&self) -> bool {
-        self.disco.is_empty() && self.other.is_empty() && self.control.is_empty() && self.pong.is_none()
+        self.disco.is_empty()
+            && self.other.is_empty()
+            && self.control.is_empty()
+            && self.pong.is_none()
     }
 }
 
@@ -67,7 +74,10 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub fn new(depth: usize) -> Self {
         Self {
-            state: Mutex::new(State { queues: Queues::default(), closed: false }),
+            state: Mutex::new(State {
+                queues: Queues::default(),
+                closed: false,
+            }),
             wake: Notify::new(),
             depth: depth.max(1),
         }
@@ -79,12 +89,20 @@ impl Outbox {
             if st.closed {
                 return Pushed::Closed;
             }
-            let q = if disco { &mut st.queues.disco } else { &mut st.queues.other };
+            let q = if disco {
+                &mut st.queues.disco
+            } else {
+                &mut st.queues.other
+            };
             // Dropping the head keeps the freshest packets, which matter most to
             // WireGuard and disco; the queue never grows past its depth.
             let dropped = q.len() >= self.depth && q.pop_front().is_some();
             q.push_back(frame);
-            if dropped { Pushed::QueuedDroppingOldest } else { Pushed::Queued }
+            if dropped {
+                Pushed::QueuedDroppingOldest
+            } else {
+                Pushed::Queued
+            }
         };
         self.wake.notify_one();
         outcome
@@ -150,7 +168,10 @@ mod tests {
             let r = o.push_packet(Bytes::from(vec![i]), false);
             assert_eq!(matches!(r, Pushed::QueuedDroppingOldest), i == 2);
         }
-        assert!(matches!(o.push_packet(Bytes::from_static(b"d"), true), Pushed::Queued));
+        assert!(matches!(
+            o.push_packet(Bytes::from_static(b"d"), true),
+            Pushed::Queued
+        ));
         let mut batch = Queues::default();
         o.take(&mut batch);
         assert_eq!(batch.other, [Bytes::from(vec![1]), Bytes::from(vec![2])]);
@@ -166,7 +187,10 @@ mod tests {
         o.push_packet(Bytes::from_static(b"x"), false);
         o.push_packet(Bytes::from_static(b"y"), true);
         assert_eq!(o.close(), 2);
-        assert!(matches!(o.push_packet(Bytes::from_static(b"z"), false), Pushed::Closed));
+        assert!(matches!(
+            o.push_packet(Bytes::from_static(b"z"), false),
+            Pushed::Closed
+        ));
         assert!(!o.push_control(Control::PeerGone(NodePublic::ZERO, PeerGoneReason::NotHere)));
     }
 
@@ -184,6 +208,8 @@ mod tests {
     async fn wait_returns_after_a_push_made_before_it() {
         let o = Outbox::new(1);
         o.push_pong([0; 8]);
-        tokio::time::timeout(std::time::Duration::from_secs(1), o.wait()).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), o.wait())
+            .await
+            .unwrap();
     }
 }

@@ -24,7 +24,12 @@ use crate::frame::{PeerGoneReason, peer_present_flags};
 /// `forward_packet` is called on the sender's read path and must not block:
 /// queue the packet (or drop it) and return.
 pub trait PacketForwarder: Send + Sync + 'static {
-    fn forward_packet(&self, src: NodePublic, dst: NodePublic, packet: Bytes) -> Result<(), ForwardError>;
+    fn forward_packet(
+        &self,
+        src: NodePublic,
+        dst: NodePublic,
+        packet: Bytes,
+    ) -> Result<(), ForwardError>;
 }
 
 /// A mesh forwarder could not take a packet.
@@ -62,7 +67,11 @@ impl ClientHandle {
         if self.can_mesh {
             f |= peer_present_flags::MESH_PEER;
         }
-        if f == 0 { peer_present_flags::REGULAR } else { f }
+        if f == 0 {
+            peer_present_flags::REGULAR
+        } else {
+            f
+        }
     }
 }
 
@@ -133,13 +142,21 @@ impl Registry {
                 true
             }
             None => {
-                inner
-                    .clients
-                    .insert(h.key, ClientSet { conns: vec![h.clone()], active: h.clone() });
+                inner.clients.insert(
+                    h.key,
+                    ClientSet {
+                        conns: vec![h.clone()],
+                        active: h.clone(),
+                    },
+                );
                 false
             }
         };
-        let present = Control::PeerPresent { key: h.key, addr: h.remote, flags: h.presence_flags() };
+        let present = Control::PeerPresent {
+            key: h.key,
+            addr: h.remote,
+            flags: h.presence_flags(),
+        };
         inner.broadcast(&present, h.id);
         duplicate
     }
@@ -167,7 +184,10 @@ impl Registry {
             }
             if key_left {
                 inner.clients.remove(&h.key);
-                inner.broadcast(&Control::PeerGone(h.key, PeerGoneReason::Disconnected), h.id);
+                inner.broadcast(
+                    &Control::PeerGone(h.key, PeerGoneReason::Disconnected),
+                    h.id,
+                );
             }
             key_left && !inner.forwarders.contains_key(&h.key)
         };
@@ -194,7 +214,11 @@ impl Registry {
         if !h.is_dup.load(Ordering::Relaxed) {
             return;
         }
-        if read(&self.inner).clients.get(&h.key).is_some_and(|s| s.active.id == h.id) {
+        if read(&self.inner)
+            .clients
+            .get(&h.key)
+            .is_some_and(|s| s.active.id == h.id)
+        {
             return;
         }
         if let Some(set) = write(&self.inner).clients.get_mut(&h.key)
@@ -229,7 +253,9 @@ impl Registry {
     /// Hangs up every connection of `key`; returns how many there were.
     pub fn close_peer(&self, key: &NodePublic) -> usize {
         let inner = read(&self.inner);
-        let Some(set) = inner.clients.get(key) else { return 0 };
+        let Some(set) = inner.clients.get(key) else {
+            return 0;
+        };
         for c in &set.conns {
             c.closed.cancel();
         }
@@ -246,10 +272,16 @@ impl Registry {
 
     /// Removes a forwarder; returns the connections to tell with `PeerGone` when
     /// that was the key's last trace in the region.
-    pub fn remove_forwarder(&self, dst: &NodePublic, fwd: &Arc<dyn PacketForwarder>) -> Vec<Arc<ClientHandle>> {
+    pub fn remove_forwarder(
+        &self,
+        dst: &NodePublic,
+        fwd: &Arc<dyn PacketForwarder>,
+    ) -> Vec<Arc<ClientHandle>> {
         {
             let mut inner = write(&self.inner);
-            let Some(list) = inner.forwarders.get_mut(dst) else { return Vec::new() };
+            let Some(list) = inner.forwarders.get_mut(dst) else {
+                return Vec::new();
+            };
             list.retain(|f| !Arc::ptr_eq(f, fwd));
             if !list.is_empty() {
                 return Vec::new();
@@ -267,7 +299,11 @@ impl Registry {
 
     /// Every connection (to hang them all up at shutdown).
     pub fn all_connections(&self) -> Vec<Arc<ClientHandle>> {
-        read(&self.inner).clients.values().flat_map(|s| s.conns.iter().cloned()).collect()
+        read(&self.inner)
+            .clients
+            .values()
+            .flat_map(|s| s.conns.iter().cloned())
+            .collect()
     }
 
     pub fn unique_clients(&self) -> usize {

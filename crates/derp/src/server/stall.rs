@@ -22,7 +22,12 @@ pub(crate) struct StallGuard<W> {
 impl<W> StallGuard<W> {
     /// `limit` zero disables the guard.
     pub fn new(inner: W, limit: Duration) -> Self {
-        Self { inner, limit, timer: Box::pin(tokio::time::sleep(Duration::ZERO)), armed: false }
+        Self {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
     }
 
     fn progress<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
@@ -40,7 +45,10 @@ impl<W> StallGuard<W> {
         match self.timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("peer stopped reading: no write progress for {:?}", self.limit),
+                format!(
+                    "peer stopped reading: no write progress for {:?}",
+                    self.limit
+                ),
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -48,7 +56,11 @@ impl<W> StallGuard<W> {
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for StallGuard<W> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.progress(r, cx)
@@ -89,7 +101,9 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(16);
         let reader = tokio::spawn(async move {
             let mut sink = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut sink).await.unwrap();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut sink)
+                .await
+                .unwrap();
             sink.len()
         });
         let mut w = StallGuard::new(a, Duration::from_millis(1));
