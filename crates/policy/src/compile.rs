@@ -695,15 +695,21 @@ impl CompiledPolicy {
         let class = &self.classes[self.node_class[viewer]];
         let rset = AddrSet::from_prefix(*route);
         let mut via_tags: BTreeSet<&str> = BTreeSet::new();
+        let mut direct = false;
         for (ri, rule) in self.rules.iter().enumerate() {
-            if rule.via.is_empty() || !class.sig.src.get(ri) {
+            if !class.sig.src.get(ri) {
                 continue;
             }
             if rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset)))) {
-                via_tags.extend(rule.via.iter().map(String::as_str));
+                if rule.via.is_empty() {
+                    direct = true;
+                } else {
+                    via_tags.extend(rule.via.iter().map(String::as_str));
+                }
             }
         }
-        if via_tags.is_empty() {
+        // Access without `via` to the same route keeps the global primary.
+        if via_tags.is_empty() || direct {
             return self.primaries.get(route).copied();
         }
         self.nodes

@@ -25,7 +25,12 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 /// Cases that are expected to fail, and why.
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[];
+const KNOWN_DEVIATIONS: &[(&str, &str)] = &[(
+    "acl-k03",
+    "capture timing: squirtle's 10.33.0.0/16 is given to beedrill, bulbasaur, ivysaur and venusaur but not to \
+     charmander, kakuna and weedle, whose access is identical (all are sources of the same *:* rule); the three \
+     were the first nodes captured, before the route's auto-approval reached them",
+)];
 
 /// Capabilities Tailscale adds from tailnet settings and user roles (Taildrop
 /// enabled, auto-updates, admin/owner roles, tailnet lock, display name,
