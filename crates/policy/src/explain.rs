@@ -12,8 +12,8 @@
 //!                       "id": 7, "online": true}}}
 //! ```
 //!
-//! `id` (registration order; decides the primary of several routers) and
-//! `online` are optional: without `id`, nodes are numbered in hostname order
+//! `id` (registration order; decides the primary of several routers),
+//! `online` and a top-level `control_url` (for SSH check rules) are optional: without `id`, nodes are numbered in hostname order
 //! after the highest given id; `online` defaults to true.
 
 use std::collections::BTreeMap;
@@ -31,6 +31,8 @@ use crate::topology::{PolicyNode, PolicyUser};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopologyIn {
+    #[serde(default)]
+    control_url: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     users: Vec<UserIn>,
     #[serde(default)]
@@ -83,7 +85,13 @@ fn yes() -> bool {
 pub struct Topology {
     pub users: Vec<PolicyUser>,
     pub nodes: Vec<PolicyNode>,
+    /// The control server's URL, named by SSH `check` rules. Offline there is
+    /// none; the default is Tailscale's placeholder `https://unused`.
+    pub control_url: String,
 }
+
+/// The control URL used when the topology names none.
+pub const PLACEHOLDER_CONTROL_URL: &str = "https://unused";
 
 impl Topology {
     /// Reads the JSON topology format described in the module docs.
@@ -121,7 +129,7 @@ impl Topology {
                 online: n.online,
             });
         }
-        Ok(Topology { users, nodes })
+        Ok(Topology { users, nodes, control_url: t.control_url.unwrap_or_else(|| PLACEHOLDER_CONTROL_URL.to_owned()) })
     }
 }
 
@@ -139,11 +147,11 @@ pub fn explain_topology(policy_text: &str, topology: &Topology) -> Result<Value>
     let policy = Arc::new(Policy::parse(policy_text)?);
     let compiled = CompiledPolicy::new(Some(policy.clone()), &topology.users, &topology.nodes)?;
     crate::policytest::run_tests(&policy, &compiled)?;
-    Ok(render(&compiled))
+    Ok(render(&compiled, &topology.control_url))
 }
 
 /// Renders every node's view of a compiled policy in the explain format.
-pub fn render(compiled: &CompiledPolicy) -> Value {
+pub fn render(compiled: &CompiledPolicy, control_url: &str) -> Value {
     let mut out = Map::new();
     let name_of: BTreeMap<i64, &str> = compiled.nodes.iter().map(|n| (n.node.id, n.node.hostname.as_str())).collect();
     for n in &compiled.nodes {
@@ -160,7 +168,7 @@ pub fn render(compiled: &CompiledPolicy) -> Value {
                 json!({"AllowedIPs": allowed, "PrimaryRoutes": primary}),
             );
         }
-        let ssh = compiled.ssh_policy_for(id);
+        let ssh = compiled.ssh_policy_for(id, control_url);
         out.insert(
             n.node.hostname.clone(),
             json!({

@@ -24,7 +24,7 @@ mod topology;
 pub use addr::AddrSet;
 pub use compile::{CompiledPolicy, PeerView, primary_routes};
 pub use error::{ErrorKind, PolicyError, Position};
-pub use explain::{Topology, explain, explain_topology, render};
+pub use explain::{PLACEHOLDER_CONTROL_URL, Topology, explain, explain_topology, render};
 pub use policytest::run_tests;
 pub use syntax::Policy;
 pub use topology::{PolicyNode, PolicyUser};

@@ -1093,7 +1093,9 @@ fn read_ssh(
             accept_env.push(e.value);
         }
     }
-    Ok(SshRuleSpec { action, src, dst, users: out_users, check_period_secs, accept_env })
+    let spec = SshRuleSpec { action, src, dst, users: out_users, check_period_secs, accept_env };
+    crate::ssh::check_ssh_combination(&spec).map_err(|e| r.err(ErrorKind::InvalidCombination, path, j.offset, e))?;
+    Ok(spec)
 }
 
 fn read_node_attr(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<NodeAttrSpec> {
