@@ -352,6 +352,77 @@ mod tests {
         assert_eq!(call(req).await.status(), StatusCode::UPGRADE_REQUIRED);
     }
 
+    impl WsMessage for tokio_tungstenite::tungstenite::Message {
+        fn binary(data: Bytes) -> Self {
+            Self::Binary(data)
+        }
+
+        fn payload(self) -> WsPayload {
+            match self {
+                Self::Binary(b) => WsPayload::Bytes(b),
+                Self::Close(_) => WsPayload::Close,
+                Self::Text(_) => WsPayload::Text,
+                Self::Ping(_) | Self::Pong(_) | Self::Frame(_) => WsPayload::Ignore,
+            }
+        }
+    }
+
+    /// Serves the router on plain HTTP the way `axum::serve` does for the main listener.
+    async fn serve_plain(server: Arc<DerpServer>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(server).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn websocket_and_plain_upgrade_clients_relay_to_each_other() {
+        use crate::client::{ClientOptions, DerpClient, ReceivedMessage};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+        let server = Arc::new(DerpServer::new(
+            PrivateKey::generate(),
+            DerpConfig::default(),
+        ));
+        let addr = serve_plain(server.clone()).await;
+        let options = ClientOptions::default();
+
+        let kb = PrivateKey::generate();
+        let mut b = DerpClient::connect(&format!("http://{addr}/derp"), &kb, None, &options)
+            .await
+            .unwrap();
+
+        let mut req = format!("ws://{addr}/derp").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("derp"));
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "derp");
+        let ka = PrivateKey::generate();
+        let stream = WsStream::<_, tokio_tungstenite::tungstenite::Message>::new(ws);
+        let mut a = DerpClient::handshake(stream, &ka, &options).await.unwrap();
+
+        a.send(&kb.node_public(), b"over websocket").await.unwrap();
+        let got = b.recv().await.unwrap();
+        let want = ReceivedMessage::Packet {
+            source: ka.node_public(),
+            data: Bytes::from_static(b"over websocket"),
+        };
+        assert_eq!(got, want);
+        b.send(&ka.node_public(), &[3u8; 40_000]).await.unwrap();
+        let got = a.recv().await.unwrap();
+        let want = ReceivedMessage::Packet {
+            source: kb.node_public(),
+            data: Bytes::from(vec![3u8; 40_000]),
+        };
+        assert_eq!(got, want);
+        assert_eq!(server.stats().connections_current, 2);
+
+        // Without the derp subprotocol the upgrade is refused.
+        let req = format!("ws://{addr}/derp").into_client_request().unwrap();
+        assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    }
+
     #[tokio::test]
     async fn captive_portal_check_echoes_valid_challenges_only() {
         let req = http::Request::get("/generate_204")

@@ -13,12 +13,14 @@
 //!   served by [`tls::serve_tls`] on its own port with a [`tls::SelfSignedCert`]
 //!   whose [`tls::SelfSignedCert::cert_name`] goes into the DERP map;
 //! - [`region::EmbeddedRegion`] for the DERP map entry;
-//! - [`stun::serve_stun`] on a UDP socket.
+//! - [`stun::serve_stun`] on a UDP socket;
+//! - with several replicas, [`mesh::run_mesh_link`] from each to every other one.
 
 pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod mesh;
 pub mod region;
 pub mod server;
 pub mod stun;
@@ -27,6 +29,7 @@ pub mod tls;
 pub use client::{ClientError, ClientOptions, DerpClient, DerpSender, ReceivedMessage};
 pub use handshake::{ClientInfo, MeshKey, ServerInfo};
 pub use http::router;
+pub use mesh::{MeshPeer, run_mesh_link};
 pub use region::{EmbeddedRegion, embedded_region};
 pub use server::{
     AllowAll, ClientIdentity, ConnError, DerpConfig, DerpServer, DerpStats, ForwardError,

@@ -11,7 +11,8 @@ use headway_derp::stun;
 use headway_derp::tls::pinned_client_config;
 use headway_derp::{
     ClientError, ClientOptions, DerpClient, DerpConfig, DerpServer, ForwardError, MeshKey,
-    PacketForwarder, ReceivedMessage, SelfSignedCert, VerifyClient, router, serve_tls,
+    MeshPeer, PacketForwarder, ReceivedMessage, SelfSignedCert, VerifyClient, router,
+    run_mesh_link, serve_tls,
 };
 use headway_proto::keys::{NodePublic, PrivateKey};
 use rustls::ClientConfig;
@@ -559,6 +560,75 @@ async fn clients_without_the_mesh_key_may_not_watch() {
         .unwrap();
     c.sender().watch_connections().await.unwrap();
     assert!(tokio::time::timeout(WAIT, c.recv()).await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn meshed_relays_carry_packets_between_their_clients() {
+    let mesh_key: MeshKey = "17".repeat(32).parse().unwrap();
+    let config = DerpConfig {
+        mesh_key: Some(mesh_key.clone()),
+        ..DerpConfig::default()
+    };
+    let (r1, r2) = (
+        Relay::start(config.clone()).await,
+        Relay::start(config).await,
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    for (from, to) in [(&r1, &r2), (&r2, &r1)] {
+        let peer = MeshPeer {
+            url: to.url.clone(),
+            tls: Some(to.pin.clone()),
+        };
+        let mut stopped = stopped.clone();
+        tokio::spawn(run_mesh_link(
+            from.server.clone(),
+            peer,
+            mesh_key.clone(),
+            async move {
+                let _ = stopped.changed().await;
+            },
+        ));
+    }
+    let (kx, ky) = (PrivateKey::generate(), PrivateKey::generate());
+    let mut x = r1.client(&kx).await;
+    let mut y = r2.client(&ky).await;
+
+    // The links learn about Y (on r2) asynchronously: retry until r1 forwards.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while r1.server.stats().packets_forwarded_out == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "r1 never learnt where Y is"
+        );
+        x.send(&ky.node_public(), b"x to y").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        next_packet(&mut y).await,
+        (kx.node_public(), Bytes::from_static(b"x to y"))
+    );
+    y.send(&kx.node_public(), b"y to x").await.unwrap();
+    assert_eq!(
+        next_packet(&mut x).await,
+        (ky.node_public(), Bytes::from_static(b"y to x"))
+    );
+
+    // Y leaving r2 reaches X on r1 as PeerGone.
+    drop(y);
+    loop {
+        match next(&mut x).await {
+            ReceivedMessage::PeerGone { peer, reason } => {
+                assert_eq!(
+                    (peer, reason),
+                    (ky.node_public(), PeerGoneReason::Disconnected)
+                );
+                break;
+            }
+            ReceivedMessage::Packet { .. } => continue, // retries that arrived late
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(stop);
 }
 
 #[derive(Default)]

@@ -189,6 +189,11 @@ impl DerpServer {
         self.public_key
     }
 
+    /// The server's key, for mesh links that log in to peers as this server.
+    pub(crate) fn private_key(&self) -> &PrivateKey {
+        &self.private_key
+    }
+
     pub fn config(&self) -> &DerpConfig {
         &self.config
     }
