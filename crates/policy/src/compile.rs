@@ -361,13 +361,12 @@ impl CompiledPolicy {
             Some(p) => {
                 p.check_tailnet_references(users)?;
                 let res = Resolver { policy: p, users, nodes: &facts };
-                if p.has_access_rules {
-                    build_rules(&res, &p.grants)
-                } else {
-                    allow_all_rules()
-                }
+                if p.has_access_rules { build_rules(&res, &p.grants) } else { build_rules(&res, &[allow_all_grant()]) }
             }
-            None => allow_all_rules(),
+            None => {
+                let empty = Policy::empty();
+                build_rules(&Resolver { policy: &empty, users, nodes: &facts }, &[allow_all_grant()])
+            }
         };
         let mut compiled = CompiledPolicy {
             policy,
@@ -760,15 +759,18 @@ fn entries_prefix(text: &str) -> Option<IpNet> {
     crate::syntax::parse_prefix(text)
 }
 
-fn allow_all_rules() -> Vec<Rule> {
-    vec![Rule {
-        src_set: AddrSet::everything(),
-        src_tokens: vec!["*".to_owned()].into(),
-        dsts: vec![Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())])],
-        self_dst: false,
-        body: Body::Ip { protos: vec![], ports: vec![PortRange::ANY] },
+/// What a policy without `acls` and `grants` means (and no policy at all):
+/// everyone may reach everything, i.e. `{"src": ["*"], "dst": ["*"], "ip": ["*"]}`.
+fn allow_all_grant() -> Grant {
+    use crate::syntax::{ProtoPorts, Spanned};
+    Grant {
+        src: vec![Spanned { value: Alias::Wildcard, offset: 0 }],
+        dst: vec![Spanned { value: Alias::Wildcard, offset: 0 }],
+        ip: vec![ProtoPorts { protos: vec![], ports: vec![PortRange::ANY] }],
+        app: Default::default(),
         via: vec![],
-    }]
+        origin: "default".to_owned(),
+    }
 }
 
 /// A peer of a node, as that node sees it.

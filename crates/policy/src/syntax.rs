@@ -587,6 +587,25 @@ impl Policy {
         })
     }
 
+    /// The empty policy (no rules; compiles to allow-all, like no policy).
+    pub fn empty() -> Policy {
+        Policy {
+            groups: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            tag_owners: BTreeMap::new(),
+            grants: vec![],
+            has_access_rules: false,
+            ssh: vec![],
+            node_attrs: vec![],
+            auto_approvers: AutoApprovers::default(),
+            tests: vec![],
+            ssh_tests: vec![],
+            randomize_client_port: false,
+            localpart_domains: vec![],
+            lines: LineIndex::new(""),
+        }
+    }
+
     /// Tags defined in `tagOwners`.
     pub fn tags(&self) -> impl Iterator<Item = &str> {
         self.tag_owners.keys().map(String::as_str)
