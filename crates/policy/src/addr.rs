@@ -65,13 +65,25 @@ impl AddrRange {
     pub fn from_prefix(net: IpNet) -> Self {
         let (family, a) = ip_to_u128(net.network());
         let host_bits = family.bits() - u32::from(net.prefix_len());
-        let span = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
-        AddrRange { family, first: a, last: a | span }
+        let span = if host_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        AddrRange {
+            family,
+            first: a,
+            last: a | span,
+        }
     }
 
     pub fn single(ip: IpAddr) -> Self {
         let (family, a) = ip_to_u128(ip);
-        AddrRange { family, first: a, last: a }
+        AddrRange {
+            family,
+            first: a,
+            last: a,
+        }
     }
 
     /// The range as one prefix, if it is exactly one.
@@ -89,7 +101,11 @@ impl AddrRange {
         if host_bits > bits || (host_bits < 128 && self.first & ((1u128 << host_bits) - 1) != 0) {
             return None;
         }
-        IpNet::new(u128_to_ip(self.family, self.first), (bits - host_bits) as u8).ok()
+        IpNet::new(
+            u128_to_ip(self.family, self.first),
+            (bits - host_bits) as u8,
+        )
+        .ok()
     }
 
     pub fn is_single(&self) -> bool {
@@ -106,14 +122,23 @@ impl fmt::Display for AddrRange {
         if let Some(p) = self.as_prefix() {
             return write!(f, "{p}");
         }
-        write!(f, "{}-{}", u128_to_ip(self.family, self.first), u128_to_ip(self.family, self.last))
+        write!(
+            f,
+            "{}-{}",
+            u128_to_ip(self.family, self.first),
+            u128_to_ip(self.family, self.last)
+        )
     }
 }
 
 impl AddrRange {
     /// Always the `a-b` form (Tailscale writes `autogroup:internet` this way even where a prefix would do).
     pub fn range_string(&self) -> String {
-        format!("{}-{}", u128_to_ip(self.family, self.first), u128_to_ip(self.family, self.last))
+        format!(
+            "{}-{}",
+            u128_to_ip(self.family, self.first),
+            u128_to_ip(self.family, self.last)
+        )
     }
 }
 
@@ -262,14 +287,24 @@ impl AddrSet {
     pub fn ranges(&self) -> impl Iterator<Item = AddrRange> + '_ {
         self.v4
             .iter()
-            .map(|&(first, last)| AddrRange { family: Family::V4, first, last })
-            .chain(self.v6.iter().map(|&(first, last)| AddrRange { family: Family::V6, first, last }))
+            .map(|&(first, last)| AddrRange {
+                family: Family::V4,
+                first,
+                last,
+            })
+            .chain(self.v6.iter().map(|&(first, last)| AddrRange {
+                family: Family::V6,
+                first,
+                last,
+            }))
     }
 }
 
 impl fmt::Debug for AddrSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.ranges().map(|r| r.to_string())).finish()
+        f.debug_list()
+            .entries(self.ranges().map(|r| r.to_string()))
+            .finish()
     }
 }
 
@@ -291,7 +326,11 @@ pub fn parse_filter_addr(s: &str) -> Option<AddrSet> {
         return None;
     }
     let mut set = AddrSet::new();
-    set.add_range(AddrRange { family: fa, first: a, last: b });
+    set.add_range(AddrRange {
+        family: fa,
+        first: a,
+        last: b,
+    });
     Some(set)
 }
 
@@ -301,7 +340,8 @@ pub mod well_known {
 
     pub fn net(s: &str) -> IpNet {
         // Only called with literals below; an invalid literal is a programming error caught by tests.
-        s.parse().unwrap_or_else(|_| IpNet::V4(ipnet::Ipv4Net::default()))
+        s.parse()
+            .unwrap_or_else(|_| IpNet::V4(ipnet::Ipv4Net::default()))
     }
 
     /// 100.64.0.0/10, the CGNAT range Tailscale takes IPv4 addresses from.
@@ -334,7 +374,14 @@ pub mod well_known {
         let mut s = AddrSet::new();
         s.add_prefix(net("0.0.0.0/0"));
         s.add_prefix(net("2000::/3"));
-        for p in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"] {
+        for p in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+        ] {
             s.remove_prefix(net(p));
         }
         s.remove_prefix(cgnat());
@@ -369,12 +416,22 @@ mod tests {
     fn difference_and_rendering() {
         let t = well_known::tailnet();
         let strings: Vec<String> = t.ranges().map(|r| r.to_string()).collect();
-        assert_eq!(strings, ["100.64.0.0-100.115.91.255", "100.115.94.0-100.127.255.255", "fd7a:115c:a1e0::/48"]);
+        assert_eq!(
+            strings,
+            [
+                "100.64.0.0-100.115.91.255",
+                "100.115.94.0-100.127.255.255",
+                "fd7a:115c:a1e0::/48"
+            ]
+        );
     }
 
     #[test]
     fn internet_matches_tailscale() {
-        let strings: Vec<String> = well_known::internet().ranges().map(|r| r.range_string()).collect();
+        let strings: Vec<String> = well_known::internet()
+            .ranges()
+            .map(|r| r.range_string())
+            .collect();
         assert_eq!(
             strings,
             [
@@ -404,9 +461,23 @@ mod tests {
 
     #[test]
     fn prefixes_and_ranges_render() {
-        assert_eq!(AddrRange::from_prefix("0.0.0.0/0".parse().unwrap()).to_string(), "0.0.0.0/0");
-        assert_eq!(AddrRange::from_prefix("::/0".parse().unwrap()).to_string(), "::/0");
-        assert_eq!(parse_filter_addr("1.2.3.4-1.2.3.9").unwrap().ranges().next().unwrap().to_string(), "1.2.3.4-1.2.3.9");
+        assert_eq!(
+            AddrRange::from_prefix("0.0.0.0/0".parse().unwrap()).to_string(),
+            "0.0.0.0/0"
+        );
+        assert_eq!(
+            AddrRange::from_prefix("::/0".parse().unwrap()).to_string(),
+            "::/0"
+        );
+        assert_eq!(
+            parse_filter_addr("1.2.3.4-1.2.3.9")
+                .unwrap()
+                .ranges()
+                .next()
+                .unwrap()
+                .to_string(),
+            "1.2.3.4-1.2.3.9"
+        );
         assert!(parse_filter_addr("1.2.3.9-1.2.3.4").is_none());
         assert!(parse_filter_addr("1.2.3.4-::1").is_none());
     }

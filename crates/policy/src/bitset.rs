@@ -7,7 +7,9 @@ pub(crate) struct BitSet {
 
 impl BitSet {
     pub fn with_len(bits: usize) -> Self {
-        BitSet { words: vec![0; bits.div_ceil(64)] }
+        BitSet {
+            words: vec![0; bits.div_ceil(64)],
+        }
     }
 
     pub fn set(&mut self, i: usize) {
@@ -19,7 +21,9 @@ impl BitSet {
     }
 
     pub fn get(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     pub fn intersects(&self, other: &BitSet) -> bool {

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use headway_proto::tailcfg::{CapGrant, FilterRule, NetPortRange, NodeId, PeerCapMap, PortRange, UserId};
+use headway_proto::tailcfg::{
+    CapGrant, FilterRule, NetPortRange, NodeId, PeerCapMap, PortRange, UserId,
+};
 use ipnet::IpNet;
 
 use crate::addr::{AddrSet, well_known};
@@ -22,13 +24,18 @@ use crate::syntax::{Alias, AutoGroup, Grant, Policy};
 use crate::topology::{PolicyNode, PolicyUser};
 
 /// Capabilities for which Tailscale also sends a reversed "companion" grant.
-const COMPANION_CAPS: &[(&str, &str)] =
-    &[("tailscale.com/cap/drive", "tailscale.com/cap/drive-sharer"), ("tailscale.com/cap/relay", "tailscale.com/cap/relay-target")];
+const COMPANION_CAPS: &[(&str, &str)] = &[
+    ("tailscale.com/cap/drive", "tailscale.com/cap/drive-sharer"),
+    ("tailscale.com/cap/relay", "tailscale.com/cap/relay-target"),
+];
 
 /// What a rule grants once its sources may reach its destinations.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Body {
-    Ip { protos: Vec<i32>, ports: Vec<PortRange> },
+    Ip {
+        protos: Vec<i32>,
+        ports: Vec<PortRange>,
+    },
     Cap(PeerCapMap),
 }
 
@@ -128,6 +135,8 @@ pub struct CompiledPolicy {
     relation: Vec<BitSet>,
     /// Primary router (node index) of each subnet route.
     pub(crate) primaries: BTreeMap<IpNet, usize>,
+    /// Capabilities of each node (nodeAttrs), in node order.
+    pub(crate) caps: Vec<headway_proto::tailcfg::NodeCapMap>,
 }
 
 fn node_ip_tokens(n: &NodeFacts, out: &mut Vec<String>, seen: &mut BTreeSet<String>) {
@@ -165,11 +174,17 @@ impl Resolver<'_> {
         match alias {
             Alias::User(u) => pick(&mut set, &|n| self.user_matches(n.owner, u)),
             Alias::UserDomain(d) => pick(&mut set, &|n| {
-                n.owner.is_some_and(|uid| self.users.iter().any(|u| u.id == uid && u.email_domain() == Some(d.as_str())))
+                n.owner.is_some_and(|uid| {
+                    self.users
+                        .iter()
+                        .any(|u| u.id == uid && u.email_domain() == Some(d.as_str()))
+                })
             }),
             Alias::Group(g) => {
                 let members = self.policy.groups.get(g).cloned().unwrap_or_default();
-                pick(&mut set, &|n| members.iter().any(|m| self.user_matches(n.owner, m)))
+                pick(&mut set, &|n| {
+                    members.iter().any(|m| self.user_matches(n.owner, m))
+                })
             }
             Alias::Tag(t) => pick(&mut set, &|n| n.node.has_tag(t)),
             Alias::Auto(AutoGroup::Member) => pick(&mut set, &|n| n.owner.is_some()),
@@ -251,7 +266,9 @@ impl Resolver<'_> {
     pub fn destination(&self, alias: &Alias) -> Dst {
         match alias {
             Alias::Wildcard => Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())]),
-            Alias::Prefix(p) | Alias::Host { net: p, .. } => Dst::Addrs(vec![(prefix_text(p), AddrSet::from_prefix(*p))]),
+            Alias::Prefix(p) | Alias::Host { net: p, .. } => {
+                Dst::Addrs(vec![(prefix_text(p), AddrSet::from_prefix(*p))])
+            }
             Alias::Auto(AutoGroup::Internet) => Dst::Addrs(
                 well_known::internet()
                     .ranges()
@@ -262,14 +279,20 @@ impl Resolver<'_> {
                     })
                     .collect(),
             ),
-            Alias::Auto(AutoGroup::DangerAll) => Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())]),
+            Alias::Auto(AutoGroup::DangerAll) => {
+                Dst::Addrs(vec![("*".to_owned(), AddrSet::everything())])
+            }
             other => Dst::Nodes(self.nodes_of(other).unwrap_or_default()),
         }
     }
 }
 
 pub(crate) fn prefix_text(p: &IpNet) -> String {
-    if p.prefix_len() == p.max_prefix_len() { p.addr().to_string() } else { p.to_string() }
+    if p.prefix_len() == p.max_prefix_len() {
+        p.addr().to_string()
+    } else {
+        p.to_string()
+    }
 }
 
 /// Turns the policy's grants into resolved rules (ACLs are already grants).
@@ -282,9 +305,16 @@ fn build_rules(res: &Resolver, grants: &[Grant]) -> Vec<Rule> {
         let src_aliases: Vec<Alias> = g.src.iter().map(|s| s.value.clone()).collect();
         let (src_set, src_tokens) = res.sources(&src_aliases);
         let src_tokens: Arc<[String]> = src_tokens.into();
-        let self_dst = g.dst.iter().any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
-        let dst_aliases: Vec<&Alias> =
-            g.dst.iter().map(|d| &d.value).filter(|a| **a != Alias::Auto(AutoGroup::SelfDevices)).collect();
+        let self_dst = g
+            .dst
+            .iter()
+            .any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
+        let dst_aliases: Vec<&Alias> = g
+            .dst
+            .iter()
+            .map(|d| &d.value)
+            .filter(|a| **a != Alias::Auto(AutoGroup::SelfDevices))
+            .collect();
         let dsts: Vec<Dst> = dst_aliases.iter().map(|a| res.destination(a)).collect();
         for ip in &g.ip {
             rules.push(Rule {
@@ -292,7 +322,10 @@ fn build_rules(res: &Resolver, grants: &[Grant]) -> Vec<Rule> {
                 src_tokens: src_tokens.clone(),
                 dsts: dsts.clone(),
                 self_dst,
-                body: Body::Ip { protos: ip.protos.clone(), ports: ip.ports.clone() },
+                body: Body::Ip {
+                    protos: ip.protos.clone(),
+                    ports: ip.ports.clone(),
+                },
                 via: g.via.clone(),
             });
         }
@@ -335,7 +368,9 @@ pub fn primary_routes(nodes: &[PolicyNode]) -> BTreeMap<IpNet, NodeId> {
     let mut out: BTreeMap<IpNet, NodeId> = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.online) {
         for r in n.subnet_routes() {
-            out.entry(r).and_modify(|id| *id = (*id).min(n.id)).or_insert(n.id);
+            out.entry(r)
+                .and_modify(|id| *id = (*id).min(n.id))
+                .or_insert(n.id);
         }
     }
     out
@@ -344,28 +379,63 @@ pub fn primary_routes(nodes: &[PolicyNode]) -> BTreeMap<IpNet, NodeId> {
 impl CompiledPolicy {
     /// Compiles `policy` (or, with `None`, the no-policy default: everyone
     /// reaches everyone) for a tailnet.
-    pub fn new(policy: Option<Arc<Policy>>, users: &[PolicyUser], nodes: &[PolicyNode]) -> Result<CompiledPolicy> {
+    pub fn new(
+        policy: Option<Arc<Policy>>,
+        users: &[PolicyUser],
+        nodes: &[PolicyNode],
+    ) -> Result<CompiledPolicy> {
         // Routes the policy auto-approves count as approved.
         let effective: Vec<PolicyNode> = match &policy {
-            Some(p) => nodes.iter().map(|n| p.with_auto_approved_routes(users, n)).collect(),
+            Some(p) => nodes
+                .iter()
+                .map(|n| p.with_auto_approved_routes(users, n))
+                .collect(),
             None => nodes.to_vec(),
         };
         let nodes = &effective[..];
         let facts: Vec<NodeFacts> = nodes.iter().map(NodeFacts::new).collect();
-        let by_id = facts.iter().enumerate().map(|(i, n)| (n.node.id, i)).collect();
+        let by_id = facts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.node.id, i))
+            .collect();
         let primaries = {
-            let ids: HashMap<NodeId, usize> = facts.iter().enumerate().map(|(i, n)| (n.node.id, i)).collect();
-            primary_routes(nodes).into_iter().filter_map(|(r, id)| ids.get(&id).map(|i| (r, *i))).collect()
+            let ids: HashMap<NodeId, usize> = facts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.node.id, i))
+                .collect();
+            primary_routes(nodes)
+                .into_iter()
+                .filter_map(|(r, id)| ids.get(&id).map(|i| (r, *i)))
+                .collect()
         };
-        let rules = match &policy {
+        let (rules, caps) = match &policy {
             Some(p) => {
                 p.check_tailnet_references(users)?;
-                let res = Resolver { policy: p, users, nodes: &facts };
-                if p.has_access_rules { build_rules(&res, &p.grants) } else { build_rules(&res, &[allow_all_grant()]) }
+                let res = Resolver {
+                    policy: p,
+                    users,
+                    nodes: &facts,
+                };
+                let rules = if p.has_access_rules {
+                    build_rules(&res, &p.grants)
+                } else {
+                    build_rules(&res, &[allow_all_grant()])
+                };
+                (rules, crate::caps::node_caps(p, &res, &facts))
             }
             None => {
                 let empty = Policy::empty();
-                build_rules(&Resolver { policy: &empty, users, nodes: &facts }, &[allow_all_grant()])
+                let rules = build_rules(
+                    &Resolver {
+                        policy: &empty,
+                        users,
+                        nodes: &facts,
+                    },
+                    &[allow_all_grant()],
+                );
+                (rules, vec![Default::default(); facts.len()])
             }
         };
         let mut compiled = CompiledPolicy {
@@ -379,6 +449,7 @@ impl CompiledPolicy {
             node_class: vec![],
             relation: vec![],
             primaries,
+            caps,
         };
         compiled.classify();
         Ok(compiled)
@@ -412,7 +483,11 @@ impl CompiledPolicy {
             let ci = *index.entry(sig.clone()).or_insert_with(|| {
                 let mut dst_rules = BitSet::with_len(self.rules.len());
                 for (ri, slots) in self.dst_slots.iter().enumerate() {
-                    let end = self.dst_slots.get(ri + 1).and_then(|s| s.first().copied()).unwrap_or(usize::MAX);
+                    let end = self
+                        .dst_slots
+                        .get(ri + 1)
+                        .and_then(|s| s.first().copied())
+                        .unwrap_or(usize::MAX);
                     let _ = end;
                     for (di, &start) in slots.iter().enumerate() {
                         let width = match &self.rules[ri].dsts[di] {
@@ -424,7 +499,11 @@ impl CompiledPolicy {
                         }
                     }
                 }
-                self.classes.push(Class { sig, dst_rules, members: vec![] });
+                self.classes.push(Class {
+                    sig,
+                    dst_rules,
+                    members: vec![],
+                });
                 self.classes.len() - 1
             });
             self.classes[ci].members.push(ni);
@@ -446,9 +525,12 @@ impl CompiledPolicy {
         for a in 0..n {
             for b in a..n {
                 let (ca, cb) = (&self.classes[a], &self.classes[b]);
-                let mut related = ca.sig.src.intersects(&cb.dst_rules) || cb.sig.src.intersects(&ca.dst_rules);
-                if !related && ca.sig.self_owner.is_some() && ca.sig.self_owner == cb.sig.self_owner {
-                    related = ca.sig.src.intersects(&self_rules) || cb.sig.src.intersects(&self_rules);
+                let mut related =
+                    ca.sig.src.intersects(&cb.dst_rules) || cb.sig.src.intersects(&ca.dst_rules);
+                if !related && ca.sig.self_owner.is_some() && ca.sig.self_owner == cb.sig.self_owner
+                {
+                    related =
+                        ca.sig.src.intersects(&self_rules) || cb.sig.src.intersects(&self_rules);
                 }
                 if related {
                     self.relation[a].set(b);
@@ -473,7 +555,11 @@ impl CompiledPolicy {
                 }
             }
         }
-        Signature { src, dst, self_owner: if has_self { n.owner } else { None } }
+        Signature {
+            src,
+            dst,
+            self_owner: if has_self { n.owner } else { None },
+        }
     }
 
     /// Which entries of destination `d` of `rule` concern node `ni`.
@@ -483,7 +569,9 @@ impl CompiledPolicy {
             if !rule.via.iter().any(|t| n.node.has_tag(t)) {
                 return vec![];
             }
-            let Dst::Addrs(entries) = d else { return vec![] };
+            let Dst::Addrs(entries) = d else {
+                return vec![];
+            };
             return entries
                 .iter()
                 .enumerate()
@@ -505,7 +593,9 @@ impl CompiledPolicy {
             Dst::Addrs(entries) => entries
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, set))| n.touches(set) || (n.is_exit() && set.is_subset_of(&well_known::internet())))
+                .filter(|(_, (_, set))| {
+                    n.touches(set) || (n.is_exit() && set.is_subset_of(&well_known::internet()))
+                })
                 .map(|(i, _)| i)
                 .collect(),
         }
@@ -518,13 +608,18 @@ impl CompiledPolicy {
 
     /// The packet filter of a node: the rules that let others reach it.
     pub fn filter_for(&self, id: NodeId) -> Vec<FilterRule> {
-        let Some(ni) = self.index_of(id) else { return vec![] };
+        let Some(ni) = self.index_of(id) else {
+            return vec![];
+        };
         let n = &self.nodes[ni];
         let class = &self.classes[self.node_class[ni]];
         let mut out: Vec<FilterRule> = Vec::new();
         // Port rules with equal SrcIPs and protocols are merged, as Tailscale does.
         let mut merge: HashMap<(Arc<[String]>, Vec<i32>), usize> = HashMap::new();
-        let mut push_ip = |out: &mut Vec<FilterRule>, src: Arc<[String]>, protos: &[i32], dsts: Vec<NetPortRange>| {
+        let mut push_ip = |out: &mut Vec<FilterRule>,
+                           src: Arc<[String]>,
+                           protos: &[i32],
+                           dsts: Vec<NetPortRange>| {
             if dsts.is_empty() || src.is_empty() {
                 return;
             }
@@ -534,7 +629,12 @@ impl CompiledPolicy {
                 out[i].dst_ports.extend(dsts);
             } else {
                 merge.insert(key, out.len());
-                out.push(FilterRule { src_ips: src.to_vec(), dst_ports: dsts, ip_proto: protos.to_vec(), cap_grant: vec![] });
+                out.push(FilterRule {
+                    src_ips: src.to_vec(),
+                    dst_ports: dsts,
+                    ip_proto: protos.to_vec(),
+                    cap_grant: vec![],
+                });
             }
         };
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -579,7 +679,12 @@ impl CompiledPolicy {
                 Body::Ip { protos, ports } => {
                     let dsts: Vec<NetPortRange> = texts
                         .iter()
-                        .flat_map(|t| ports.iter().map(move |p| NetPortRange { ip: t.clone(), ports: *p }))
+                        .flat_map(|t| {
+                            ports.iter().map(move |p| NetPortRange {
+                                ip: t.clone(),
+                                ports: *p,
+                            })
+                        })
                         .collect();
                     push_ip(&mut out, rule.src_tokens.clone(), protos, dsts);
                 }
@@ -592,7 +697,10 @@ impl CompiledPolicy {
                             src_ips: rule.src_tokens.to_vec(),
                             dst_ports: vec![],
                             ip_proto: vec![],
-                            cap_grant: vec![CapGrant { dsts: cap_dsts, cap_map: caps.clone() }],
+                            cap_grant: vec![CapGrant {
+                                dsts: cap_dsts,
+                                cap_map: caps.clone(),
+                            }],
                         });
                     }
                 }
@@ -603,7 +711,10 @@ impl CompiledPolicy {
                     let same: Vec<&NodeFacts> = self
                         .nodes
                         .iter()
-                        .filter(|m| m.owner == Some(owner) && m.ips.iter().any(|ip| rule.src_set.contains_ip(*ip)))
+                        .filter(|m| {
+                            m.owner == Some(owner)
+                                && m.ips.iter().any(|ip| rule.src_set.contains_ip(*ip))
+                        })
                         .collect();
                     let mut src = Vec::new();
                     let mut seen = BTreeSet::new();
@@ -616,7 +727,12 @@ impl CompiledPolicy {
                             let dsts: Vec<NetPortRange> = n
                                 .ips
                                 .iter()
-                                .flat_map(|ip| ports.iter().map(move |p| NetPortRange { ip: ip.to_string(), ports: *p }))
+                                .flat_map(|ip| {
+                                    ports.iter().map(move |p| NetPortRange {
+                                        ip: ip.to_string(),
+                                        ports: *p,
+                                    })
+                                })
                                 .collect();
                             push_ip(&mut out, src, protos, dsts);
                         }
@@ -626,7 +742,10 @@ impl CompiledPolicy {
                                     src_ips: src.to_vec(),
                                     dst_ports: vec![],
                                     ip_proto: vec![],
-                                    cap_grant: vec![CapGrant { dsts: n.ips.iter().map(|ip| IpNet::from(*ip)).collect(), cap_map: caps.clone() }],
+                                    cap_grant: vec![CapGrant {
+                                        dsts: n.ips.iter().map(|ip| IpNet::from(*ip)).collect(),
+                                        cap_map: caps.clone(),
+                                    }],
                                 });
                             }
                         }
@@ -640,14 +759,18 @@ impl CompiledPolicy {
     /// Whether two nodes see each other (symmetric).
     pub fn can_see(&self, a: NodeId, b: NodeId) -> bool {
         match (self.index_of(a), self.index_of(b)) {
-            (Some(x), Some(y)) if x != y => self.relation[self.node_class[x]].get(self.node_class[y]),
+            (Some(x), Some(y)) if x != y => {
+                self.relation[self.node_class[x]].get(self.node_class[y])
+            }
             _ => false,
         }
     }
 
     /// The nodes a node is given as peers: those it may reach or that may reach it.
     pub fn peers_of(&self, id: NodeId) -> Vec<NodeId> {
-        let Some(ni) = self.index_of(id) else { return vec![] };
+        let Some(ni) = self.index_of(id) else {
+            return vec![];
+        };
         let rel = &self.relation[self.node_class[ni]];
         let mut out: Vec<NodeId> = rel
             .ones()
@@ -673,16 +796,21 @@ impl CompiledPolicy {
             if !viewer_src && !viewer_dst {
                 continue;
             }
-            if !rule.via.is_empty() && !rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)) {
+            if !rule.via.is_empty() && !rule.via.iter().any(|t| self.nodes[router].node.has_tag(t))
+            {
                 continue;
             }
-            if viewer_src && rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset)))) {
+            if viewer_src
+                && rule
+                    .dsts
+                    .iter()
+                    .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset))))
+            {
                 return true;
             }
             if viewer_dst && rule.via.is_empty() && rule.src_set.overlaps(&rset) {
                 return true;
             }
-
         }
         false
     }
@@ -699,7 +827,11 @@ impl CompiledPolicy {
             if !class.sig.src.get(ri) {
                 continue;
             }
-            if rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset)))) {
+            if rule
+                .dsts
+                .iter()
+                .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset))))
+            {
                 if rule.via.is_empty() {
                     direct = true;
                 } else {
@@ -714,7 +846,11 @@ impl CompiledPolicy {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.node.online && n.subnet_routes.contains(route) && n.node.tags.iter().any(|t| via_tags.contains(t.as_str())))
+            .filter(|(_, n)| {
+                n.node.online
+                    && n.subnet_routes.contains(route)
+                    && n.node.tags.iter().any(|t| via_tags.contains(t.as_str()))
+            })
             .min_by_key(|(_, n)| n.node.id)
             .map(|(i, _)| i)
     }
@@ -725,8 +861,12 @@ impl CompiledPolicy {
         let inet = well_known::internet();
         self.rules.iter().enumerate().any(|(ri, rule)| {
             class.sig.src.get(ri)
-                && (rule.via.is_empty() || rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)))
-                && rule.dsts.iter().any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&inet))))
+                && (rule.via.is_empty()
+                    || rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)))
+                && rule
+                    .dsts
+                    .iter()
+                    .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&inet))))
         })
     }
 
@@ -735,7 +875,14 @@ impl CompiledPolicy {
         let v = self.index_of(viewer)?;
         let p = self.index_of(peer)?;
         let pf = &self.nodes[p];
-        let mut allowed: Vec<IpNet> = pf.ips.iter().map(|ip| IpNet::from(*ip)).collect();
+        // An IPv6-only node (disable-ipv4) has no IPv4 address, and is given none of its peers'.
+        let no_v4 = self.ipv4_disabled(v) || self.ipv4_disabled(p);
+        let mut allowed: Vec<IpNet> = pf
+            .ips
+            .iter()
+            .filter(|ip| !(no_v4 && ip.is_ipv4()))
+            .map(|ip| IpNet::from(*ip))
+            .collect();
         let mut primary = Vec::new();
         for r in &pf.subnet_routes {
             if self.primary_for(v, r) == Some(p) && self.route_visible(v, p, r) {
@@ -746,7 +893,11 @@ impl CompiledPolicy {
         if pf.is_exit() && self.exit_visible(v, p) {
             allowed.extend(pf.exit_routes.iter().copied());
         }
-        Some(PeerView { id: peer, allowed_ips: allowed, primary_routes: primary })
+        Some(PeerView {
+            id: peer,
+            allowed_ips: allowed,
+            primary_routes: primary,
+        })
     }
 
     pub(crate) fn node(&self, i: usize) -> &NodeFacts {
@@ -764,9 +915,18 @@ fn entries_prefix(text: &str) -> Option<IpNet> {
 fn allow_all_grant() -> Grant {
     use crate::syntax::{ProtoPorts, Spanned};
     Grant {
-        src: vec![Spanned { value: Alias::Wildcard, offset: 0 }],
-        dst: vec![Spanned { value: Alias::Wildcard, offset: 0 }],
-        ip: vec![ProtoPorts { protos: vec![], ports: vec![PortRange::ANY] }],
+        src: vec![Spanned {
+            value: Alias::Wildcard,
+            offset: 0,
+        }],
+        dst: vec![Spanned {
+            value: Alias::Wildcard,
+            offset: 0,
+        }],
+        ip: vec![ProtoPorts {
+            protos: vec![],
+            ports: vec![PortRange::ANY],
+        }],
         app: Default::default(),
         via: vec![],
         origin: "default".to_owned(),

@@ -76,7 +76,12 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PolicyError { kind, message: message.into(), path: String::new(), position: None }
+        PolicyError {
+            kind,
+            message: message.into(),
+            path: String::new(),
+            position: None,
+        }
     }
 
     pub(crate) fn at(mut self, path: &str, position: Option<Position>) -> Self {

@@ -72,7 +72,9 @@ struct NodeIn {
 }
 
 /// `null` lists read as empty ones.
-fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Vec<T>, D::Error> {
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -98,8 +100,15 @@ impl Topology {
     pub fn from_json(text: &str) -> Result<Topology> {
         let t: TopologyIn = serde_json::from_str(text)
             .map_err(|e| PolicyError::new(ErrorKind::Topology, format!("invalid topology: {e}")))?;
-        let users: Vec<PolicyUser> =
-            t.users.into_iter().map(|u| PolicyUser { id: u.id, name: u.name, email: u.email }).collect();
+        let users: Vec<PolicyUser> = t
+            .users
+            .into_iter()
+            .map(|u| PolicyUser {
+                id: u.id,
+                name: u.name,
+                email: u.email,
+            })
+            .collect();
         let mut next_id = t.nodes.values().filter_map(|n| n.id).max().unwrap_or(0) + 1;
         let mut nodes = Vec::with_capacity(t.nodes.len());
         for (key, n) in t.nodes {
@@ -109,7 +118,12 @@ impl Topology {
                         .iter()
                         .find(|u| &u.name == name || &u.email == name)
                         .map(|u| u.id)
-                        .ok_or_else(|| PolicyError::new(ErrorKind::Topology, format!("node {key:?}: unknown user {name:?}")))?,
+                        .ok_or_else(|| {
+                            PolicyError::new(
+                                ErrorKind::Topology,
+                                format!("node {key:?}: unknown user {name:?}"),
+                            )
+                        })?,
                 ),
                 None => None,
             };
@@ -129,7 +143,13 @@ impl Topology {
                 online: n.online,
             });
         }
-        Ok(Topology { users, nodes, control_url: t.control_url.unwrap_or_else(|| PLACEHOLDER_CONTROL_URL.to_owned()) })
+        Ok(Topology {
+            users,
+            nodes,
+            control_url: t
+                .control_url
+                .unwrap_or_else(|| PLACEHOLDER_CONTROL_URL.to_owned()),
+        })
     }
 }
 
@@ -153,15 +173,22 @@ pub fn explain_topology(policy_text: &str, topology: &Topology) -> Result<Value>
 /// Renders every node's view of a compiled policy in the explain format.
 pub fn render(compiled: &CompiledPolicy, control_url: &str) -> Value {
     let mut out = Map::new();
-    let name_of: BTreeMap<i64, &str> = compiled.nodes.iter().map(|n| (n.node.id, n.node.hostname.as_str())).collect();
+    let name_of: BTreeMap<i64, &str> = compiled
+        .nodes
+        .iter()
+        .map(|n| (n.node.id, n.node.hostname.as_str()))
+        .collect();
     for n in &compiled.nodes {
         let id = n.node.id;
         let mut peers = Map::new();
         for peer in compiled.peers_of(id) {
-            let Some(view) = compiled.peer_view(id, peer) else { continue };
+            let Some(view) = compiled.peer_view(id, peer) else {
+                continue;
+            };
             let mut allowed: Vec<String> = view.allowed_ips.iter().map(|p| p.to_string()).collect();
             allowed.sort();
-            let mut primary: Vec<String> = view.primary_routes.iter().map(|p| p.to_string()).collect();
+            let mut primary: Vec<String> =
+                view.primary_routes.iter().map(|p| p.to_string()).collect();
             primary.sort();
             peers.insert(
                 name_of.get(&peer).copied().unwrap_or_default().to_owned(),

@@ -55,9 +55,14 @@ impl Json {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             JsonValue::String(s) => serde_json::Value::String(s.clone()),
-            JsonValue::Array(items) => serde_json::Value::Array(items.iter().map(Json::to_serde).collect()),
+            JsonValue::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Json::to_serde).collect())
+            }
             JsonValue::Object(members) => serde_json::Value::Object(
-                members.iter().map(|m| (m.key.clone(), m.value.to_serde())).collect(),
+                members
+                    .iter()
+                    .map(|m| (m.key.clone(), m.value.to_serde()))
+                    .collect(),
             ),
         }
     }
@@ -74,21 +79,33 @@ impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { line_starts, text: text.to_owned() }
+        LineIndex {
+            line_starts,
+            text: text.to_owned(),
+        }
     }
 
     pub fn position(&self, offset: usize) -> Position {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts[line - 1];
         let end = offset.min(self.text.len());
-        let column = self.text.get(start..end).map_or(end - start, |s| s.chars().count()) + 1;
+        let column = self
+            .text
+            .get(start..end)
+            .map_or(end - start, |s| s.chars().count())
+            + 1;
         Position { line, column }
     }
 }
 
 /// Parses HuJSON text into a positioned tree.
 pub(crate) fn parse(text: &str) -> Result<Json, PolicyError> {
-    let mut p = Parser { bytes: text.as_bytes(), text, pos: 0, depth: 0 };
+    let mut p = Parser {
+        bytes: text.as_bytes(),
+        text,
+        pos: 0,
+        depth: 0,
+    };
     p.skip_space()?;
     let value = p.value()?;
     p.skip_space()?;
@@ -151,7 +168,12 @@ impl Parser<'_> {
                             }
                         }
                     }
-                    _ => return Err(self.error(self.pos, "invalid character '/' (a comment starts with // or /*)")),
+                    _ => {
+                        return Err(self.error(
+                            self.pos,
+                            "invalid character '/' (a comment starts with // or /*)",
+                        ));
+                    }
                 },
                 _ => return Ok(()),
             }
@@ -170,7 +192,13 @@ impl Parser<'_> {
             Some(b'n') => self.literal("null", JsonValue::Null)?,
             Some(b'-' | b'0'..=b'9') => self.number()?,
             Some(c) => {
-                return Err(self.error(offset, &format!("invalid character {:?} looking for beginning of value", c as char)));
+                return Err(self.error(
+                    offset,
+                    &format!(
+                        "invalid character {:?} looking for beginning of value",
+                        c as char
+                    ),
+                ));
             }
         };
         Ok(Json { value, offset })
@@ -234,7 +262,9 @@ impl Parser<'_> {
                 b'\\' => {
                     let esc_at = self.pos;
                     self.pos += 1;
-                    let e = self.peek().ok_or_else(|| self.error(start, "unterminated string"))?;
+                    let e = self
+                        .peek()
+                        .ok_or_else(|| self.error(start, "unterminated string"))?;
                     self.pos += 1;
                     match e {
                         b'"' => out.push('"'),
@@ -249,10 +279,16 @@ impl Parser<'_> {
                             let hi = self.hex4(esc_at)?;
                             let ch = if (0xD800..0xDC00).contains(&hi) {
                                 // A surrogate pair must follow.
-                                if self.bytes.get(self.pos) == Some(&b'\\') && self.bytes.get(self.pos + 1) == Some(&b'u') {
+                                if self.bytes.get(self.pos) == Some(&b'\\')
+                                    && self.bytes.get(self.pos + 1) == Some(&b'u')
+                                {
                                     self.pos += 2;
                                     let lo = self.hex4(esc_at)?;
-                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF))
+                                    char::from_u32(
+                                        0x10000
+                                            + ((hi - 0xD800) << 10)
+                                            + (lo.wrapping_sub(0xDC00) & 0x3FF),
+                                    )
                                 } else {
                                     None
                                 }
@@ -277,8 +313,12 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self, esc_at: usize) -> Result<u32, PolicyError> {
-        let digits = self.text.get(self.pos..self.pos + 4).ok_or_else(|| self.error(esc_at, "invalid \\u escape"))?;
-        let v = u32::from_str_radix(digits, 16).map_err(|_| self.error(esc_at, "invalid \\u escape"))?;
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error(esc_at, "invalid \\u escape"))?;
+        let v = u32::from_str_radix(digits, 16)
+            .map_err(|_| self.error(esc_at, "invalid \\u escape"))?;
         self.pos += 4;
         Ok(v)
     }
@@ -344,7 +384,11 @@ impl Parser<'_> {
             self.pos += 1;
             self.skip_space()?;
             let value = self.value()?;
-            members.push(Member { key, key_offset, value });
+            members.push(Member {
+                key,
+                key_offset,
+                value,
+            });
             self.skip_space()?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
@@ -375,25 +419,41 @@ mod tests {
     fn plain_json() {
         let j = parse(r#"{"a": [1, "x", true, null], "b": {"c": -1.5e3}}"#).unwrap();
         assert_eq!(keys(&j), ["a", "b"]);
-        assert_eq!(j.to_serde(), serde_json::json!({"a": [1, "x", true, null], "b": {"c": -1500.0}}));
+        assert_eq!(
+            j.to_serde(),
+            serde_json::json!({"a": [1, "x", true, null], "b": {"c": -1500.0}})
+        );
     }
 
     #[test]
     fn comments_and_trailing_commas() {
         let text = "// header\n{\n  /* block\n  comment */ \"a\": [1, 2,], // tail\n  \"b\": {\"c\": 1,},\n}\n";
         let j = parse(text).unwrap();
-        assert_eq!(j.to_serde(), serde_json::json!({"a": [1, 2], "b": {"c": 1}}));
+        assert_eq!(
+            j.to_serde(),
+            serde_json::json!({"a": [1, 2], "b": {"c": 1}})
+        );
     }
 
     #[test]
     fn offsets_map_to_lines_and_columns() {
         let text = "{\n  \"acls\": [\n    {\"x\": 1}\n  ]\n}";
         let j = parse(text).unwrap();
-        let JsonValue::Object(m) = &j.value else { panic!() };
-        let JsonValue::Array(items) = &m[0].value.value else { panic!() };
+        let JsonValue::Object(m) = &j.value else {
+            panic!()
+        };
+        let JsonValue::Array(items) = &m[0].value.value else {
+            panic!()
+        };
         let idx = LineIndex::new(text);
-        assert_eq!(idx.position(m[0].key_offset), Position { line: 2, column: 3 });
-        assert_eq!(idx.position(items[0].offset), Position { line: 3, column: 5 });
+        assert_eq!(
+            idx.position(m[0].key_offset),
+            Position { line: 2, column: 3 }
+        );
+        assert_eq!(
+            idx.position(items[0].offset),
+            Position { line: 3, column: 5 }
+        );
     }
 
     #[test]
@@ -416,7 +476,11 @@ mod tests {
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.kind, ErrorKind::Syntax, "{text}");
-            assert_eq!(err.position, Some(Position { line, column }), "{text}: {err}");
+            assert_eq!(
+                err.position,
+                Some(Position { line, column }),
+                "{text}: {err}"
+            );
             assert!(err.message.contains(needle), "{text}: {err}");
         }
     }

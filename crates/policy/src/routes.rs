@@ -15,23 +15,34 @@ impl Policy {
     /// (`0.0.0.0/0`, `::/0`) is approved only by `autoApprovers.exitNode`.
     pub fn auto_approves(&self, users: &[PolicyUser], node: &PolicyNode, route: &IpNet) -> bool {
         let route = route.trunc();
-        let matches = |approvers: &[Alias]| approvers.iter().any(|a| self.approver_matches(users, node, a));
+        let matches = |approvers: &[Alias]| {
+            approvers
+                .iter()
+                .any(|a| self.approver_matches(users, node, a))
+        };
         if well_known::is_exit_route(&route) {
             // Tailscale approves exit routes only through `exitNode`, even when
             // `routes` lists 0.0.0.0/0 or ::/0.
             return matches(&self.auto_approvers.exit_node);
         }
-        self.auto_approvers.routes.iter().any(|(prefix, approvers)| prefix.contains(&route) && matches(approvers))
+        self.auto_approvers
+            .routes
+            .iter()
+            .any(|(prefix, approvers)| prefix.contains(&route) && matches(approvers))
     }
 
     fn approver_matches(&self, users: &[PolicyUser], node: &PolicyNode, approver: &Alias) -> bool {
-        let owner = node.owner().and_then(|id| users.iter().find(|u| u.id == id));
+        let owner = node
+            .owner()
+            .and_then(|id| users.iter().find(|u| u.id == id));
         match approver {
             Alias::Tag(t) => node.has_tag(t),
             Alias::User(u) => owner.is_some_and(|o| o.matches(u)),
-            Alias::Group(g) => {
-                owner.is_some_and(|o| self.groups.get(g).is_some_and(|members| members.iter().any(|m| o.matches(m))))
-            }
+            Alias::Group(g) => owner.is_some_and(|o| {
+                self.groups
+                    .get(g)
+                    .is_some_and(|members| members.iter().any(|m| o.matches(m)))
+            }),
             Alias::Auto(AutoGroup::Member) => owner.is_some(),
             Alias::Auto(AutoGroup::Tagged) => node.is_tagged(),
             _ => false,

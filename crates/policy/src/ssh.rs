@@ -31,7 +31,11 @@ fn user_map(users: &[String]) -> UserMap {
         common.insert("*".to_owned(), "=".to_owned());
     }
     // `root` must be named to be allowed; otherwise it is explicitly mapped to nobody.
-    let root = if users.iter().any(|u| u == "root") { "root" } else { "" };
+    let root = if users.iter().any(|u| u == "root") {
+        "root"
+    } else {
+        ""
+    };
     common.insert("root".to_owned(), root.to_owned());
     for u in users {
         if u == "root" || u == "autogroup:nonroot" {
@@ -44,14 +48,23 @@ fn user_map(users: &[String]) -> UserMap {
             }
         }
     }
-    UserMap { common, localpart_domains }
+    UserMap {
+        common,
+        localpart_domains,
+    }
 }
 
 fn principals(ips: &[String]) -> Vec<SshPrincipal> {
     let mut sorted = ips.to_vec();
     // IPv4 before IPv6, each in text order (as Tailscale lists them).
     sorted.sort_by(|a, b| (a.contains(':'), a).cmp(&(b.contains(':'), b)));
-    sorted.into_iter().map(|ip| SshPrincipal { node_ip: ip, ..Default::default() }).collect()
+    sorted
+        .into_iter()
+        .map(|ip| SshPrincipal {
+            node_ip: ip,
+            ..Default::default()
+        })
+        .collect()
 }
 
 impl CompiledPolicy {
@@ -60,17 +73,32 @@ impl CompiledPolicy {
     pub fn ssh_policy_for(&self, id: NodeId, control_url: &str) -> Option<SshPolicy> {
         let policy = self.policy.as_ref()?;
         let ni = self.index_of(id)?;
-        let res = Resolver { policy, users: &self.users, nodes: &self.nodes };
+        let res = Resolver {
+            policy,
+            users: &self.users,
+            nodes: &self.nodes,
+        };
         let mut rules = Vec::new();
         for spec in &policy.ssh {
             self.ssh_rules_for(&res, spec, ni, control_url, &mut rules);
         }
         // Check rules first: the most restrictive match wins.
-        rules.sort_by_key(|r: &SshRule| r.action.as_ref().is_none_or(|a| a.hold_and_delegate.is_empty()));
+        rules.sort_by_key(|r: &SshRule| {
+            r.action
+                .as_ref()
+                .is_none_or(|a| a.hold_and_delegate.is_empty())
+        });
         Some(SshPolicy { rules })
     }
 
-    fn ssh_rules_for(&self, res: &Resolver, spec: &SshRuleSpec, ni: usize, control_url: &str, out: &mut Vec<SshRule>) {
+    fn ssh_rules_for(
+        &self,
+        res: &Resolver,
+        spec: &SshRuleSpec,
+        ni: usize,
+        control_url: &str,
+        out: &mut Vec<SshRule>,
+    ) {
         let n = &self.nodes[ni];
         let mut src_nodes = BitSet::with_len(self.nodes.len());
         for s in &spec.src {
@@ -89,16 +117,24 @@ impl CompiledPolicy {
                 allow_remote_port_forwarding: true,
                 ..Default::default()
             },
-            SshActionKind::Check => {
-                SshAction { hold_and_delegate: format!("{}{CHECK_PATH}", control_url.trim_end_matches('/')), ..Default::default() }
-            }
+            SshActionKind::Check => SshAction {
+                hold_and_delegate: format!("{}{CHECK_PATH}", control_url.trim_end_matches('/')),
+                ..Default::default()
+            },
         };
         let users = user_map(&spec.users);
         // The local user each source user maps to through `localpart:*@<domain>`.
         let localparts: BTreeMap<UserId, String> = self
             .users
             .iter()
-            .filter(|u| u.email_domain().is_some_and(|d| users.localpart_domains.iter().any(|l| l.eq_ignore_ascii_case(d))))
+            .filter(|u| {
+                u.email_domain().is_some_and(|d| {
+                    users
+                        .localpart_domains
+                        .iter()
+                        .any(|l| l.eq_ignore_ascii_case(d))
+                })
+            })
             .filter_map(|u| u.email_local_part().map(|l| (u.id, l.to_owned())))
             .collect();
         let has_localpart = !users.localpart_domains.is_empty();
@@ -143,7 +179,10 @@ impl CompiledPolicy {
             }
         };
 
-        let self_dst = spec.dst.iter().any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
+        let self_dst = spec
+            .dst
+            .iter()
+            .any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
         if self_dst {
             if let Some(uid) = n.owner {
                 if let Some(ips) = by_user.get(&uid) {
@@ -153,7 +192,11 @@ impl CompiledPolicy {
         }
         let mut dst_nodes = BitSet::with_len(self.nodes.len());
         let mut has_other = false;
-        for d in spec.dst.iter().filter(|d| d.value != Alias::Auto(AutoGroup::SelfDevices)) {
+        for d in spec
+            .dst
+            .iter()
+            .filter(|d| d.value != Alias::Auto(AutoGroup::SelfDevices))
+        {
             has_other = true;
             if let Some(set) = res.nodes_of(&d.value) {
                 dst_nodes.union_with(&set);
@@ -169,7 +212,12 @@ impl CompiledPolicy {
                 }
                 emit(out, &tagged, None);
             } else {
-                let all: Vec<String> = by_user.values().flatten().cloned().chain(tagged.iter().cloned()).collect();
+                let all: Vec<String> = by_user
+                    .values()
+                    .flatten()
+                    .cloned()
+                    .chain(tagged.iter().cloned())
+                    .collect();
                 emit(out, &all, None);
             }
         } else if has_localpart && src_nodes.get(ni) {
@@ -194,7 +242,10 @@ impl CompiledPolicy {
 /// sources to user-owned devices, and user destinations reached by anyone
 /// but that same user.
 pub(crate) fn check_ssh_combination(spec: &SshRuleSpec) -> Result<(), String> {
-    let tagged_src = spec.src.iter().any(|s| matches!(s.value, Alias::Tag(_) | Alias::Auto(AutoGroup::Tagged)));
+    let tagged_src = spec
+        .src
+        .iter()
+        .any(|s| matches!(s.value, Alias::Tag(_) | Alias::Auto(AutoGroup::Tagged)));
     let src_users: BTreeSet<&str> = spec
         .src
         .iter()
@@ -208,7 +259,9 @@ pub(crate) fn check_ssh_combination(spec: &SshRuleSpec) -> Result<(), String> {
         match &d.value {
             Alias::User(u) => {
                 if tagged_src {
-                    return Err(format!("tags in SSH source cannot access user-owned devices ({u}); use autogroup:tagged or tags as destinations"));
+                    return Err(format!(
+                        "tags in SSH source cannot access user-owned devices ({u}); use autogroup:tagged or tags as destinations"
+                    ));
                 }
                 if !src_only_users || src_users.len() != 1 || !src_users.contains(u.as_str()) {
                     return Err(format!(
@@ -217,7 +270,10 @@ pub(crate) fn check_ssh_combination(spec: &SshRuleSpec) -> Result<(), String> {
                 }
             }
             Alias::Auto(AutoGroup::SelfDevices | AutoGroup::Member) if tagged_src => {
-                return Err(format!("tags in SSH source cannot access user-owned devices ({})", d.value));
+                return Err(format!(
+                    "tags in SSH source cannot access user-owned devices ({})",
+                    d.value
+                ));
             }
             _ => {}
         }

@@ -28,7 +28,10 @@ pub enum Alias {
     Group(String),
     Tag(String),
     /// A name from `hosts`, resolved to its prefix when read.
-    Host { name: String, net: IpNet },
+    Host {
+        name: String,
+        net: IpNet,
+    },
     /// An IP address or CIDR written literally.
     Prefix(IpNet),
     Auto(AutoGroup),
@@ -232,7 +235,11 @@ struct Reader<'a> {
 type Path = String;
 
 fn child(path: &str, key: &str) -> Path {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn index(path: &str, i: usize) -> Path {
@@ -248,12 +255,23 @@ impl Reader<'_> {
         Some(self.lines.position(offset))
     }
 
-    fn err(&self, kind: ErrorKind, path: &str, offset: usize, message: impl Into<String>) -> PolicyError {
+    fn err(
+        &self,
+        kind: ErrorKind,
+        path: &str,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> PolicyError {
         PolicyError::new(kind, message).at(path, self.pos(offset))
     }
 
     fn type_err(&self, path: &str, j: &Json, expected: &str) -> PolicyError {
-        self.err(ErrorKind::InvalidType, path, j.offset, format!("expected {expected}, got {}", j.type_name()))
+        self.err(
+            ErrorKind::InvalidType,
+            path,
+            j.offset,
+            format!("expected {expected}, got {}", j.type_name()),
+        )
     }
 
     fn object<'j>(&self, path: &str, j: &'j Json) -> Result<&'j [Member]> {
@@ -265,7 +283,12 @@ impl Reader<'_> {
 
     /// The members of an object, each matched case-insensitively (as Go's JSON does)
     /// against `known`; unknown or repeated fields are refused.
-    fn fields<'j>(&self, path: &str, j: &'j Json, known: &[&'static str]) -> Result<BTreeMap<&'static str, &'j Member>> {
+    fn fields<'j>(
+        &self,
+        path: &str,
+        j: &'j Json,
+        known: &[&'static str],
+    ) -> Result<BTreeMap<&'static str, &'j Member>> {
         let mut out = BTreeMap::new();
         for m in self.object(path, j)? {
             let Some(name) = known.iter().find(|k| k.eq_ignore_ascii_case(&m.key)) else {
@@ -273,11 +296,20 @@ impl Reader<'_> {
                     ErrorKind::UnknownField,
                     &child(path, &m.key),
                     m.key_offset,
-                    format!("unknown field {:?}; expected one of: {}", m.key, known.join(", ")),
+                    format!(
+                        "unknown field {:?}; expected one of: {}",
+                        m.key,
+                        known.join(", ")
+                    ),
                 ));
             };
             if out.insert(*name, m).is_some() {
-                return Err(self.err(ErrorKind::InvalidValue, &child(path, &m.key), m.key_offset, format!("duplicate field {:?}", m.key)));
+                return Err(self.err(
+                    ErrorKind::InvalidValue,
+                    &child(path, &m.key),
+                    m.key_offset,
+                    format!("duplicate field {:?}", m.key),
+                ));
             }
         }
         Ok(out)
@@ -305,7 +337,12 @@ impl Reader<'_> {
         self.array(path, j)?
             .iter()
             .enumerate()
-            .map(|(i, item)| Ok(Spanned { value: self.string(&index(path, i), item)?, offset: item.offset }))
+            .map(|(i, item)| {
+                Ok(Spanned {
+                    value: self.string(&index(path, i), item)?,
+                    offset: item.offset,
+                })
+            })
             .collect()
     }
 
@@ -332,7 +369,10 @@ pub(crate) fn parse_prefix(s: &str) -> Option<IpNet> {
 }
 
 /// What a selector string is, before checking that it is allowed where it is used.
-pub(crate) fn parse_alias(raw: &str, hosts: &BTreeMap<String, IpNet>) -> std::result::Result<Alias, String> {
+pub(crate) fn parse_alias(
+    raw: &str,
+    hosts: &BTreeMap<String, IpNet>,
+) -> std::result::Result<Alias, String> {
     let s = raw.trim();
     if s == "*" {
         return Ok(Alias::Wildcard);
@@ -341,7 +381,9 @@ pub(crate) fn parse_alias(raw: &str, hosts: &BTreeMap<String, IpNet>) -> std::re
         return Ok(Alias::Prefix(p));
     }
     if let Some(rest) = s.strip_prefix("autogroup:") {
-        return AutoGroup::parse(rest).map(Alias::Auto).ok_or_else(|| format!("autogroup {s:?} is not valid"));
+        return AutoGroup::parse(rest)
+            .map(Alias::Auto)
+            .ok_or_else(|| format!("autogroup {s:?} is not valid"));
     }
     if s.starts_with("group:") {
         return Ok(Alias::Group(s.to_owned()));
@@ -356,9 +398,14 @@ pub(crate) fn parse_alias(raw: &str, hosts: &BTreeMap<String, IpNet>) -> std::re
         return Ok(Alias::User(s.to_owned()));
     }
     if let Some(net) = hosts.get(s) {
-        return Ok(Alias::Host { name: s.to_owned(), net: *net });
+        return Ok(Alias::Host {
+            name: s.to_owned(),
+            net: *net,
+        });
     }
-    Err(format!("{s:?}: invalid address (not an IP, a CIDR, or a name defined in hosts)"))
+    Err(format!(
+        "{s:?}: invalid address (not an IP, a CIDR, or a name defined in hosts)"
+    ))
 }
 
 /// Splits `alias:ports`; IPv6 addresses may be bracketed (`[fd7a::1]:22`).
@@ -369,7 +416,9 @@ pub(crate) fn split_alias_ports(s: &str) -> std::result::Result<(String, String)
             return Err(format!("{s:?}: missing ']' after IPv6 address"));
         };
         if !matches!(host.parse::<IpAddr>(), Ok(IpAddr::V6(_))) {
-            return Err(format!("{s:?}: square brackets are only valid around IPv6 addresses"));
+            return Err(format!(
+                "{s:?}: square brackets are only valid around IPv6 addresses"
+            ));
         }
         let Some(ports) = after.strip_prefix(':') else {
             return Err(format!("{s:?}: missing port after ']'"));
@@ -378,7 +427,9 @@ pub(crate) fn split_alias_ports(s: &str) -> std::result::Result<(String, String)
     }
     match s.rfind(':') {
         Some(i) if i > 0 => Ok((s[..i].to_owned(), s[i + 1..].to_owned())),
-        _ => Err(format!("{s:?}: missing port (write it as alias:port, alias:* for all ports)")),
+        _ => Err(format!(
+            "{s:?}: missing port (write it as alias:port, alias:* for all ports)"
+        )),
     }
 }
 
@@ -393,13 +444,17 @@ pub(crate) fn parse_ports(s: &str) -> std::result::Result<Vec<PortRange>, String
             Some((a, b)) => (a, Some(b)),
             None => (part, None),
         };
-        let first: u16 = first.parse().map_err(|_| "invalid first integer".to_owned())?;
+        let first: u16 = first
+            .parse()
+            .map_err(|_| "invalid first integer".to_owned())?;
         let last: u16 = match last {
             Some(l) => l.parse().map_err(|_| "invalid last integer".to_owned())?,
             None => first,
         };
         if first > last {
-            return Err(format!("first port {first} is greater than last port {last}"));
+            return Err(format!(
+                "first port {first} is greater than last port {last}"
+            ));
         }
         out.push(PortRange { first, last });
     }
@@ -429,7 +484,9 @@ pub(crate) fn protocol_number(name: &str) -> std::result::Result<i32, String> {
             }
             return match lower.parse::<i32>() {
                 Ok(n) if (0..=255).contains(&n) => Ok(n),
-                _ => Err(format!("proto name {name:?} not known; use protocol number 0-255 or protocol name (icmp, tcp, udp, etc.)")),
+                _ => Err(format!(
+                    "proto name {name:?} not known; use protocol number 0-255 or protocol name (icmp, tcp, udp, etc.)"
+                )),
             };
         }
     };
@@ -452,13 +509,17 @@ fn parse_go_duration(s: &str) -> std::result::Result<u64, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
@@ -487,7 +548,10 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Policy> {
         let lines = LineIndex::new(text);
         let root = if text.trim().is_empty() {
-            Json { value: JsonValue::Object(vec![]), offset: 0 }
+            Json {
+                value: JsonValue::Object(vec![]),
+                offset: 0,
+            }
         } else {
             hujson::parse(text)?
         };
@@ -520,7 +584,11 @@ impl Policy {
             Some(m) => read_tag_owners(&r, "tagOwners", &m.value)?,
             None => BTreeMap::new(),
         };
-        let names = Names { groups: &groups, hosts: &hosts, tag_owners: &tag_owners };
+        let names = Names {
+            groups: &groups,
+            hosts: &hosts,
+            tag_owners: &tag_owners,
+        };
 
         let mut grants = Vec::new();
         if let Some(m) = f.get("grants") {
@@ -540,7 +608,13 @@ impl Policy {
         if let Some(m) = f.get("ssh") {
             if m.value.value != JsonValue::Null {
                 for (i, s) in r.array("ssh", &m.value)?.iter().enumerate() {
-                    ssh.push(read_ssh(&r, &index("ssh", i), s, &names, &mut localpart_domains)?);
+                    ssh.push(read_ssh(
+                        &r,
+                        &index("ssh", i),
+                        s,
+                        &names,
+                        &mut localpart_domains,
+                    )?);
                 }
             }
         }
@@ -617,9 +691,15 @@ impl Policy {
 
     /// Checks the references that depend on the tailnet rather than the
     /// policy text: `localpart:*@<domain>` must name a domain of some user.
-    pub(crate) fn check_tailnet_references(&self, users: &[crate::topology::PolicyUser]) -> Result<()> {
+    pub(crate) fn check_tailnet_references(
+        &self,
+        users: &[crate::topology::PolicyUser],
+    ) -> Result<()> {
         for (domain, path, offset) in &self.localpart_domains {
-            if !users.iter().any(|u| u.email_domain() == Some(domain.as_str())) {
+            if !users
+                .iter()
+                .any(|u| u.email_domain() == Some(domain.as_str()))
+            {
                 return Err(PolicyError::new(
                     ErrorKind::Undefined,
                     format!("{domain} is not associated with this Tailnet and cannot be used in user:*@<domain> expressions"),
@@ -641,8 +721,12 @@ struct Names<'a> {
 impl Names<'_> {
     fn check_defined(&self, alias: &Alias) -> std::result::Result<(), String> {
         match alias {
-            Alias::Group(g) if !self.groups.contains_key(g) => Err(format!("group not found: {g:?}; define it in groups")),
-            Alias::Tag(t) if !self.tag_owners.contains_key(t) => Err(format!("tag not found: {t:?}")),
+            Alias::Group(g) if !self.groups.contains_key(g) => {
+                Err(format!("group not found: {g:?}; define it in groups"))
+            }
+            Alias::Tag(t) if !self.tag_owners.contains_key(t) => {
+                Err(format!("tag not found: {t:?}"))
+            }
             _ => Ok(()),
         }
     }
@@ -653,12 +737,27 @@ fn read_hosts(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, IpNet
     for m in r.object(path, j)? {
         let p = keyed(path, &m.key);
         let name = m.key.clone();
-        if name.is_empty() || name.contains(':') || name.contains('@') || name == "*" || parse_prefix(&name).is_some() {
-            return Err(r.err(ErrorKind::InvalidValue, &p, m.key_offset, format!("host name {name:?} is not valid (letters, digits, '-', '.')")));
+        if name.is_empty()
+            || name.contains(':')
+            || name.contains('@')
+            || name == "*"
+            || parse_prefix(&name).is_some()
+        {
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                &p,
+                m.key_offset,
+                format!("host name {name:?} is not valid (letters, digits, '-', '.')"),
+            ));
         }
         let value = r.string(&p, &m.value)?;
         let net = parse_prefix(value.trim()).ok_or_else(|| {
-            r.err(ErrorKind::InvalidValue, &p, m.value.offset, format!("host {name:?}: {value:?} is not an IP address or CIDR"))
+            r.err(
+                ErrorKind::InvalidValue,
+                &p,
+                m.value.offset,
+                format!("host {name:?}: {value:?} is not an IP address or CIDR"),
+            )
         })?;
         out.insert(name, net);
     }
@@ -671,7 +770,12 @@ fn read_groups(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, Vec<
     for m in members {
         let p = keyed(path, &m.key);
         if !m.key.starts_with("group:") || m.key.len() == "group:".len() {
-            return Err(r.err(ErrorKind::InvalidValue, &p, m.key_offset, format!("group name {:?} must start with 'group:'", m.key)));
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                &p,
+                m.key_offset,
+                format!("group name {:?} must start with 'group:'", m.key),
+            ));
         }
         let list = r.strings(&p, &m.value)?;
         out.insert(m.key.clone(), list);
@@ -699,7 +803,15 @@ fn read_groups(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, Vec<
             }
         }
     }
-    Ok(out.into_iter().map(|(k, v)| (k, v.into_iter().map(|s| s.value.trim().to_owned()).collect())).collect())
+    Ok(out
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.into_iter().map(|s| s.value.trim().to_owned()).collect(),
+            )
+        })
+        .collect())
 }
 
 fn check_tag_name(tag: &str) -> std::result::Result<(), String> {
@@ -708,10 +820,19 @@ fn check_tag_name(tag: &str) -> std::result::Result<(), String> {
     };
     match rest.chars().next() {
         Some(c) if c.is_ascii_alphabetic() => {}
-        _ => return Err(format!("tagOwners[{tag:?}]: tag names must start with a letter, after 'tag:'")),
+        _ => {
+            return Err(format!(
+                "tagOwners[{tag:?}]: tag names must start with a letter, after 'tag:'"
+            ));
+        }
     }
-    if let Some(bad) = rest.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')) {
-        return Err(format!("tagOwners[{tag:?}]: tag names may only contain letters, digits, '-', '_' and '.', found {bad:?}"));
+    if let Some(bad) = rest
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
+    {
+        return Err(format!(
+            "tagOwners[{tag:?}]: tag names may only contain letters, digits, '-', '_' and '.', found {bad:?}"
+        ));
     }
     Ok(())
 }
@@ -733,7 +854,12 @@ fn read_tag_owners(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, 
             let ip = index(&p, i);
             let owner = if s.starts_with("tag:") {
                 if !defined.contains(s) {
-                    return Err(r.err(ErrorKind::Undefined, &ip, o.offset, format!("tag not found: {s:?}")));
+                    return Err(r.err(
+                        ErrorKind::Undefined,
+                        &ip,
+                        o.offset,
+                        format!("tag not found: {s:?}"),
+                    ));
                 }
                 Owner::Tag(s.to_owned())
             } else if s.starts_with("group:") {
@@ -742,7 +868,12 @@ fn read_tag_owners(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, 
                 match AutoGroup::parse(a) {
                     Some(ag @ (AutoGroup::Member | AutoGroup::Role(_))) => Owner::Auto(ag),
                     _ => {
-                        return Err(r.err(ErrorKind::InvalidValue, &ip, o.offset, format!("{s:?} cannot own tags")));
+                        return Err(r.err(
+                            ErrorKind::InvalidValue,
+                            &ip,
+                            o.offset,
+                            format!("{s:?} cannot own tags"),
+                        ));
                     }
                 }
             } else if is_user(s) {
@@ -752,7 +883,9 @@ fn read_tag_owners(r: &Reader, path: &str, j: &Json) -> Result<BTreeMap<String, 
                     ErrorKind::InvalidValue,
                     &ip,
                     o.offset,
-                    format!("tag owner {s:?} is not valid (a user, group:, tag: or autogroup:admin)"),
+                    format!(
+                        "tag owner {s:?} is not valid (a user, group:, tag: or autogroup:admin)"
+                    ),
                 ));
             };
             owners.push(owner);
@@ -772,11 +905,18 @@ enum Side {
     Target,
 }
 
-fn read_aliases(r: &Reader, path: &str, j: &Json, names: &Names, side: Side) -> Result<Vec<Spanned<Alias>>> {
+fn read_aliases(
+    r: &Reader,
+    path: &str,
+    j: &Json,
+    names: &Names,
+    side: Side,
+) -> Result<Vec<Spanned<Alias>>> {
     let mut out = Vec::new();
     for (i, s) in r.strings(path, j)?.into_iter().enumerate() {
         let p = index(path, i);
-        let alias = parse_alias(&s.value, names.hosts).map_err(|e| r.err(ErrorKind::InvalidValue, &p, s.offset, e))?;
+        let alias = parse_alias(&s.value, names.hosts)
+            .map_err(|e| r.err(ErrorKind::InvalidValue, &p, s.offset, e))?;
         check_alias(&alias, side).map_err(|e| r.err(ErrorKind::InvalidValue, &p, s.offset, e))?;
         if let Err(e) = names.check_defined(&alias) {
             let e = match (&alias, side) {
@@ -785,7 +925,10 @@ fn read_aliases(r: &Reader, path: &str, j: &Json, names: &Names, side: Side) -> 
             };
             return Err(r.err(ErrorKind::Undefined, &p, s.offset, e));
         }
-        out.push(Spanned { value: alias, offset: s.offset });
+        out.push(Spanned {
+            value: alias,
+            offset: s.offset,
+        });
     }
     Ok(out)
 }
@@ -808,36 +951,58 @@ fn check_alias(alias: &Alias, side: Side) -> std::result::Result<(), String> {
         return Ok(());
     };
     match (side, ag) {
-        (Side::Src | Side::SshSrc, AutoGroup::SelfDevices) => Err("\"autogroup:self\" not valid on the src side of a rule".into()),
+        (Side::Src | Side::SshSrc, AutoGroup::SelfDevices) => {
+            Err("\"autogroup:self\" not valid on the src side of a rule".into())
+        }
         (Side::Src | Side::SshSrc | Side::Target, AutoGroup::Internet) => {
             Err("autogroup:internet can only be used in ACL destinations".into())
         }
-        (Side::Dst | Side::SshDst, AutoGroup::DangerAll) => Err("cannot use autogroup:danger-all as a dst".into()),
-        (Side::SshSrc | Side::SshDst, AutoGroup::DangerAll) => Err("autogroup:danger-all is not valid in ssh rules".into()),
+        (Side::Dst | Side::SshDst, AutoGroup::DangerAll) => {
+            Err("cannot use autogroup:danger-all as a dst".into())
+        }
+        (Side::SshSrc | Side::SshDst, AutoGroup::DangerAll) => {
+            Err("autogroup:danger-all is not valid in ssh rules".into())
+        }
         (Side::SshDst, AutoGroup::Internet) => Err("invalid dst \"autogroup:internet\"".into()),
         (_, AutoGroup::NonRoot) => Err("autogroup:nonroot is only valid in ssh users".into()),
-        (Side::Target, AutoGroup::SelfDevices | AutoGroup::DangerAll) => Err("internal server error".into()),
+        (Side::Target, AutoGroup::SelfDevices | AutoGroup::DangerAll) => {
+            Err("internal server error".into())
+        }
         _ => Ok(()),
     }
 }
 
 /// `autogroup:self` destinations only combine with sources that are users or groups of users.
-fn check_self_sources(src: &[Spanned<Alias>], allow_wildcard: bool) -> std::result::Result<(), (usize, String)> {
+fn check_self_sources(
+    src: &[Spanned<Alias>],
+    allow_wildcard: bool,
+) -> std::result::Result<(), (usize, String)> {
     for s in src {
         let ok = match &s.value {
-            Alias::User(_) | Alias::UserDomain(_) | Alias::Group(_) | Alias::Auto(AutoGroup::Member) => true,
+            Alias::User(_)
+            | Alias::UserDomain(_)
+            | Alias::Group(_)
+            | Alias::Auto(AutoGroup::Member) => true,
             Alias::Wildcard => allow_wildcard,
             _ => false,
         };
         if !ok {
-            return Err((s.offset, "autogroup:self can only be used with users, groups, or supported autogroups".into()));
+            return Err((
+                s.offset,
+                "autogroup:self can only be used with users, groups, or supported autogroups"
+                    .into(),
+            ));
         }
     }
     Ok(())
 }
 
 fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant>> {
-    let f = r.fields(path, j, &["action", "src", "dst", "proto", "users", "ports"])?;
+    let f = r.fields(
+        path,
+        j,
+        &["action", "src", "dst", "proto", "users", "ports"],
+    )?;
     let action_path = child(path, "action");
     let action = match f.get("action") {
         Some(m) => r.string(&action_path, &m.value)?,
@@ -845,7 +1010,12 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
     };
     if action != "accept" {
         let offset = f.get("action").map_or(j.offset, |m| m.value.offset);
-        return Err(r.err(ErrorKind::InvalidValue, &action_path, offset, format!("action={action:?} is not supported (only \"accept\")")));
+        return Err(r.err(
+            ErrorKind::InvalidValue,
+            &action_path,
+            offset,
+            format!("action={action:?} is not supported (only \"accept\")"),
+        ));
     }
     let (src_key, src) = match (f.get("src"), f.get("users")) {
         (Some(m), _) => ("src", Some(m)),
@@ -862,7 +1032,14 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
             if p.is_empty() {
                 vec![]
             } else {
-                vec![protocol_number(&p).map_err(|e| r.err(ErrorKind::InvalidValue, &child(path, "proto"), m.value.offset, e))?]
+                vec![protocol_number(&p).map_err(|e| {
+                    r.err(
+                        ErrorKind::InvalidValue,
+                        &child(path, "proto"),
+                        m.value.offset,
+                        e,
+                    )
+                })?]
             }
         }
         None => vec![],
@@ -878,15 +1055,28 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
         let dpath = child(path, dst_key);
         for (i, d) in r.strings(&dpath, &m.value)?.into_iter().enumerate() {
             let p = index(&dpath, i);
-            let (alias_text, ports_text) = split_alias_ports(&d.value).map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
+            let (alias_text, ports_text) = split_alias_ports(&d.value)
+                .map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
             let ports = parse_ports(&ports_text).map_err(|e| {
-                r.err(ErrorKind::InvalidValue, &p, d.offset, format!("dst={:?}: port range {ports_text:?}: {e}", alias_text))
+                r.err(
+                    ErrorKind::InvalidValue,
+                    &p,
+                    d.offset,
+                    format!("dst={:?}: port range {ports_text:?}: {e}", alias_text),
+                )
             })?;
-            let alias = parse_alias(&alias_text, names.hosts).map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
-            check_alias(&alias, Side::Dst).map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
-            names
-                .check_defined(&alias)
-                .map_err(|e| r.err(ErrorKind::Undefined, &p, d.offset, format!("dst={alias_text:?}: {e}")))?;
+            let alias = parse_alias(&alias_text, names.hosts)
+                .map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
+            check_alias(&alias, Side::Dst)
+                .map_err(|e| r.err(ErrorKind::InvalidValue, &p, d.offset, e))?;
+            names.check_defined(&alias).map_err(|e| {
+                r.err(
+                    ErrorKind::Undefined,
+                    &p,
+                    d.offset,
+                    format!("dst={alias_text:?}: {e}"),
+                )
+            })?;
             if !supports_ports(&protos) && ports != [PortRange::ANY] {
                 return Err(r.err(
                     ErrorKind::InvalidValue,
@@ -900,8 +1090,14 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
             }
             out.push(Grant {
                 src: src.clone(),
-                dst: vec![Spanned { value: alias, offset: d.offset }],
-                ip: vec![ProtoPorts { protos: protos.clone(), ports }],
+                dst: vec![Spanned {
+                    value: alias,
+                    offset: d.offset,
+                }],
+                ip: vec![ProtoPorts {
+                    protos: protos.clone(),
+                    ports,
+                }],
                 app: BTreeMap::new(),
                 via: vec![],
                 origin: path.to_owned(),
@@ -909,7 +1105,8 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
         }
     }
     if !self_offsets.is_empty() {
-        check_self_sources(&src, true).map_err(|(o, e)| r.err(ErrorKind::InvalidCombination, &child(path, src_key), o, e))?;
+        check_self_sources(&src, true)
+            .map_err(|(o, e)| r.err(ErrorKind::InvalidCombination, &child(path, src_key), o, e))?;
     }
     Ok(out)
 }
@@ -918,20 +1115,28 @@ fn read_proto_ports(r: &Reader, path: &str, s: &Spanned<String>) -> Result<Proto
     let v = s.value.trim();
     let err = |m: String| r.err(ErrorKind::InvalidValue, path, s.offset, m);
     if v == "*" {
-        return Ok(ProtoPorts { protos: vec![], ports: vec![PortRange::ANY] });
+        return Ok(ProtoPorts {
+            protos: vec![],
+            ports: vec![PortRange::ANY],
+        });
     }
     let (protos, ports_text) = match v.split_once(':') {
         None => (vec![], v),
         Some((proto, ports)) => {
             if ports.contains(':') {
-                return Err(err(format!("{v:?}: expected only one colon in Internet protocol and port type")));
+                return Err(err(format!(
+                    "{v:?}: expected only one colon in Internet protocol and port type"
+                )));
             }
             (vec![protocol_number(proto).map_err(&err)?], ports)
         }
     };
-    let ports = parse_ports(ports_text).map_err(|e| err(format!("port range {ports_text:?}: {e}")))?;
+    let ports =
+        parse_ports(ports_text).map_err(|e| err(format!("port range {ports_text:?}: {e}")))?;
     if !supports_ports(&protos) && ports != [PortRange::ANY] {
-        return Err(err(format!("{v:?}: protocol does not support specific ports; only \"*\" is allowed")));
+        return Err(err(format!(
+            "{v:?}: protocol does not support specific ports; only \"*\" is allowed"
+        )));
     }
     Ok(ProtoPorts { protos, ports })
 }
@@ -959,18 +1164,26 @@ fn read_grant(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Grant> 
         if m.value.value != JsonValue::Null {
             for cap in r.object(&p, &m.value)? {
                 let cp = keyed(&p, &cap.key);
-                check_cap_name(&cap.key).map_err(|e| r.err(ErrorKind::InvalidValue, &cp, cap.key_offset, e))?;
+                check_cap_name(&cap.key)
+                    .map_err(|e| r.err(ErrorKind::InvalidValue, &cp, cap.key_offset, e))?;
                 let args = match &cap.value.value {
                     JsonValue::Array(items) => items.iter().map(Json::to_serde).collect(),
                     JsonValue::Null => vec![],
-                    _ => return Err(r.type_err(&cp, &cap.value, "an array of capability arguments")),
+                    _ => {
+                        return Err(r.type_err(&cp, &cap.value, "an array of capability arguments"));
+                    }
                 };
                 app.insert(cap.key.clone(), args);
             }
         }
     }
     if ip.is_empty() && app.is_empty() {
-        return Err(r.err(ErrorKind::InvalidValue, path, j.offset, "ip and app can not both be empty"));
+        return Err(r.err(
+            ErrorKind::InvalidValue,
+            path,
+            j.offset,
+            "ip and app can not both be empty",
+        ));
     }
     let mut via = Vec::new();
     if let Some(m) = f.get("via") {
@@ -979,10 +1192,20 @@ fn read_grant(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Grant> 
             let t = s.value.trim();
             let vp = index(&p, i);
             if !t.starts_with("tag:") {
-                return Err(r.err(ErrorKind::InvalidValue, &vp, s.offset, "via can only be a tag"));
+                return Err(r.err(
+                    ErrorKind::InvalidValue,
+                    &vp,
+                    s.offset,
+                    "via can only be a tag",
+                ));
             }
             if !names.tag_owners.contains_key(t) {
-                return Err(r.err(ErrorKind::Undefined, &vp, s.offset, format!("tag {t:?} not found")));
+                return Err(r.err(
+                    ErrorKind::Undefined,
+                    &vp,
+                    s.offset,
+                    format!("tag {t:?} not found"),
+                ));
             }
             via.push(t.to_owned());
         }
@@ -994,29 +1217,52 @@ fn read_grant(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Grant> 
                     ErrorKind::InvalidValue,
                     &child(path, "dst"),
                     d.offset,
-                    format!("dst {:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\"", p.to_string()),
+                    format!(
+                        "dst {:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\"",
+                        p.to_string()
+                    ),
                 ));
             }
         }
         if !app.is_empty() && d.value == Alias::Auto(AutoGroup::Internet) {
-            return Err(r.err(ErrorKind::InvalidCombination, &child(path, "dst"), d.offset, "cannot use app grants with autogroup:internet"));
+            return Err(r.err(
+                ErrorKind::InvalidCombination,
+                &child(path, "dst"),
+                d.offset,
+                "cannot use app grants with autogroup:internet",
+            ));
         }
     }
-    if dst.iter().any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices)) {
-        check_self_sources(&src, false).map_err(|(o, e)| r.err(ErrorKind::InvalidCombination, &child(path, "src"), o, e))?;
+    if dst
+        .iter()
+        .any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices))
+    {
+        check_self_sources(&src, false)
+            .map_err(|(o, e)| r.err(ErrorKind::InvalidCombination, &child(path, "src"), o, e))?;
     }
-    Ok(Grant { src, dst, ip, app, via, origin: path.to_owned() })
+    Ok(Grant {
+        src,
+        dst,
+        ip,
+        app,
+        via,
+        origin: path.to_owned(),
+    })
 }
 
 fn check_cap_name(name: &str) -> std::result::Result<(), String> {
     if name.contains("://") {
-        return Err(format!("capability name {name:?} must have the form {{domain}}/{{path}}"));
+        return Err(format!(
+            "capability name {name:?} must have the form {{domain}}/{{path}}"
+        ));
     }
     if name.starts_with("tailscale.com/") && !GRANTABLE_TAILSCALE_CAPS.contains(&name) {
         return Err("capability name must not be in the tailscale.com domain".into());
     }
     if !name.contains('/') {
-        return Err(format!("capability name {name:?} must have the form {{domain}}/{{path}}"));
+        return Err(format!(
+            "capability name {name:?} must have the form {{domain}}/{{path}}"
+        ));
     }
     Ok(())
 }
@@ -1028,7 +1274,11 @@ fn read_ssh(
     names: &Names,
     localpart_domains: &mut Vec<(String, String, usize)>,
 ) -> Result<SshRuleSpec> {
-    let f = r.fields(path, j, &["action", "src", "dst", "users", "checkPeriod", "acceptEnv"])?;
+    let f = r.fields(
+        path,
+        j,
+        &["action", "src", "dst", "users", "checkPeriod", "acceptEnv"],
+    )?;
     let action = match f.get("action") {
         Some(m) => r.string(&child(path, "action"), &m.value)?,
         None => String::new(),
@@ -1037,7 +1287,14 @@ fn read_ssh(
     let action = match action.trim() {
         "accept" => SshActionKind::Accept,
         "check" => SshActionKind::Check,
-        "" => return Err(r.err(ErrorKind::InvalidValue, &child(path, "action"), action_offset, "action must be specified")),
+        "" => {
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                &child(path, "action"),
+                action_offset,
+                "action must be specified",
+            ));
+        }
         other => {
             return Err(r.err(
                 ErrorKind::InvalidValue,
@@ -1062,13 +1319,23 @@ fn read_ssh(
     };
     if users.is_empty() {
         let offset = f.get("users").map_or(j.offset, |m| m.value.offset);
-        return Err(r.err(ErrorKind::InvalidValue, &upath, offset, "users must be specified"));
+        return Err(r.err(
+            ErrorKind::InvalidValue,
+            &upath,
+            offset,
+            "users must be specified",
+        ));
     }
     let mut out_users = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let name = u.value.trim();
         if name.is_empty() || name == "*" {
-            return Err(r.err(ErrorKind::InvalidValue, &index(&upath, i), u.offset, format!("user {name:?} is not valid")));
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                &index(&upath, i),
+                u.offset,
+                format!("user {name:?} is not valid"),
+            ));
         }
         if let Some(domain) = name.strip_prefix("localpart:*@") {
             if !domain.is_empty() {
@@ -1084,18 +1351,27 @@ fn read_ssh(
             let p = child(path, "checkPeriod");
             let s = r.string(&p, &m.value)?;
             if action != SshActionKind::Check {
-                return Err(r.err(ErrorKind::InvalidValue, &p, m.value.offset, "checkPeriod is only valid with action \"check\""));
+                return Err(r.err(
+                    ErrorKind::InvalidValue,
+                    &p,
+                    m.value.offset,
+                    "checkPeriod is only valid with action \"check\"",
+                ));
             }
             if s == "always" {
                 Some(0)
             } else {
-                let secs = parse_go_duration(&s).map_err(|e| r.err(ErrorKind::InvalidValue, &p, m.value.offset, e))?;
+                let secs = parse_go_duration(&s)
+                    .map_err(|e| r.err(ErrorKind::InvalidValue, &p, m.value.offset, e))?;
                 if secs > MAX_CHECK_PERIOD_SECS {
                     return Err(r.err(
                         ErrorKind::InvalidValue,
                         &p,
                         m.value.offset,
-                        format!("checkPeriod {} is above the max (168h)", format_go_duration(secs)),
+                        format!(
+                            "checkPeriod {} is above the max (168h)",
+                            format_go_duration(secs)
+                        ),
                     ));
                 }
                 Some(secs)
@@ -1107,13 +1383,26 @@ fn read_ssh(
         let p = child(path, "acceptEnv");
         for (i, e) in r.strings(&p, &m.value)?.into_iter().enumerate() {
             if e.value.is_empty() {
-                return Err(r.err(ErrorKind::InvalidValue, &index(&p, i), e.offset, "acceptEnv values cannot be empty"));
+                return Err(r.err(
+                    ErrorKind::InvalidValue,
+                    &index(&p, i),
+                    e.offset,
+                    "acceptEnv values cannot be empty",
+                ));
             }
             accept_env.push(e.value);
         }
     }
-    let spec = SshRuleSpec { action, src, dst, users: out_users, check_period_secs, accept_env };
-    crate::ssh::check_ssh_combination(&spec).map_err(|e| r.err(ErrorKind::InvalidCombination, path, j.offset, e))?;
+    let spec = SshRuleSpec {
+        action,
+        src,
+        dst,
+        users: out_users,
+        check_period_secs,
+        accept_env,
+    };
+    crate::ssh::check_ssh_combination(&spec)
+        .map_err(|e| r.err(ErrorKind::InvalidCombination, path, j.offset, e))?;
     Ok(spec)
 }
 
@@ -1124,7 +1413,11 @@ fn read_node_attr(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Nod
         None => vec![],
     };
     let attr = match f.get("attr") {
-        Some(m) => r.strings(&child(path, "attr"), &m.value)?.into_iter().map(|s| s.value).collect(),
+        Some(m) => r
+            .strings(&child(path, "attr"), &m.value)?
+            .into_iter()
+            .map(|s| s.value)
+            .collect(),
         None => vec![],
     };
     let mut ip_pool = Vec::new();
@@ -1132,12 +1425,21 @@ fn read_node_attr(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Nod
         let p = child(path, "ipPool");
         for (i, s) in r.strings(&p, &m.value)?.into_iter().enumerate() {
             let net = s.value.parse::<IpNet>().map_err(|_| {
-                r.err(ErrorKind::InvalidValue, &index(&p, i), s.offset, format!("ipPool {:?} is not a CIDR", s.value))
+                r.err(
+                    ErrorKind::InvalidValue,
+                    &index(&p, i),
+                    s.offset,
+                    format!("ipPool {:?} is not a CIDR", s.value),
+                )
             })?;
             ip_pool.push(net);
         }
     }
-    Ok(NodeAttrSpec { target, attr, ip_pool })
+    Ok(NodeAttrSpec {
+        target,
+        attr,
+        ip_pool,
+    })
 }
 
 fn read_auto_approvers(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<AutoApprovers> {
@@ -1153,9 +1455,16 @@ fn read_auto_approvers(r: &Reader, path: &str, j: &Json, names: &Names) -> Resul
         } else if is_user(v) {
             Alias::User(v.to_owned())
         } else {
-            return Err(r.err(ErrorKind::InvalidValue, p, s.offset, format!("auto approver {v:?} is not valid (a user, group: or tag:)")));
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                p,
+                s.offset,
+                format!("auto approver {v:?} is not valid (a user, group: or tag:)"),
+            ));
         };
-        names.check_defined(&alias).map_err(|e| r.err(ErrorKind::Undefined, p, s.offset, e))?;
+        names
+            .check_defined(&alias)
+            .map_err(|e| r.err(ErrorKind::Undefined, p, s.offset, e))?;
         Ok(alias)
     };
     let mut out = AutoApprovers::default();
@@ -1164,7 +1473,12 @@ fn read_auto_approvers(r: &Reader, path: &str, j: &Json, names: &Names) -> Resul
         for route in r.object(&p, &m.value)? {
             let rp = keyed(&p, &route.key);
             let net = route.key.parse::<IpNet>().map_err(|_| {
-                r.err(ErrorKind::InvalidValue, &rp, route.key_offset, format!("route {:?} is not a CIDR", route.key))
+                r.err(
+                    ErrorKind::InvalidValue,
+                    &rp,
+                    route.key_offset,
+                    format!("route {:?} is not a CIDR", route.key),
+                )
             })?;
             let mut list = Vec::new();
             for (i, s) in r.strings(&rp, &route.value)?.iter().enumerate() {
@@ -1189,7 +1503,11 @@ fn read_tests(r: &Reader, path: &str, j: &Json) -> Result<Vec<PolicyTestSpec>> {
     }
     for (i, t) in r.array(path, j)?.iter().enumerate() {
         let p = index(path, i);
-        let f = r.fields(&p, t, &["src", "proto", "accept", "deny", "srcPostureAttrs"])?;
+        let f = r.fields(
+            &p,
+            t,
+            &["src", "proto", "accept", "deny", "srcPostureAttrs"],
+        )?;
         let src = match f.get("src") {
             Some(m) => Some(r.string(&child(&p, "src"), &m.value)?),
             None => None,
@@ -1200,11 +1518,21 @@ fn read_tests(r: &Reader, path: &str, j: &Json) -> Result<Vec<PolicyTestSpec>> {
         };
         let list = |key: &str| -> Result<Vec<String>> {
             match f.get(key) {
-                Some(m) => Ok(r.strings(&child(&p, key), &m.value)?.into_iter().map(|s| s.value).collect()),
+                Some(m) => Ok(r
+                    .strings(&child(&p, key), &m.value)?
+                    .into_iter()
+                    .map(|s| s.value)
+                    .collect()),
                 None => Ok(vec![]),
             }
         };
-        out.push(PolicyTestSpec { src, proto, accept: list("accept")?, deny: list("deny")?, index: i });
+        out.push(PolicyTestSpec {
+            src,
+            proto,
+            accept: list("accept")?,
+            deny: list("deny")?,
+            index: i,
+        });
     }
     Ok(out)
 }
@@ -1226,13 +1554,18 @@ fn read_ssh_tests(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec
             let dp = child(&p, "dst");
             for (k, d) in r.strings(&dp, &m.value)?.into_iter().enumerate() {
                 let v = d.value.trim().to_owned();
-                check_ssh_test_dst(&v, names).map_err(|e| r.err(ErrorKind::InvalidValue, &index(&dp, k), d.offset, e))?;
+                check_ssh_test_dst(&v, names)
+                    .map_err(|e| r.err(ErrorKind::InvalidValue, &index(&dp, k), d.offset, e))?;
                 dst.push(v);
             }
         }
         let list = |key: &str| -> Result<Vec<String>> {
             match f.get(key) {
-                Some(m) => Ok(r.strings(&child(&p, key), &m.value)?.into_iter().map(|s| s.value).collect()),
+                Some(m) => Ok(r
+                    .strings(&child(&p, key), &m.value)?
+                    .into_iter()
+                    .map(|s| s.value)
+                    .collect()),
                 None => Ok(vec![]),
             }
         };
@@ -1242,11 +1575,23 @@ fn read_ssh_tests(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec
         for (key, users) in [("accept", &accept), ("check", &check), ("deny", &deny)] {
             for (k, u) in users.iter().enumerate() {
                 if u.trim() == "*" {
-                    return Err(r.err(ErrorKind::InvalidValue, &index(&child(&p, key), k), t.offset, format!("user {u:?} is not valid")));
+                    return Err(r.err(
+                        ErrorKind::InvalidValue,
+                        &index(&child(&p, key), k),
+                        t.offset,
+                        format!("user {u:?} is not valid"),
+                    ));
                 }
             }
         }
-        out.push(SshTestSpec { src, dst, accept, check, deny, index: i });
+        out.push(SshTestSpec {
+            src,
+            dst,
+            accept,
+            check,
+            deny,
+            index: i,
+        });
     }
     Ok(out)
 }
@@ -1285,7 +1630,16 @@ mod tests {
     #[test]
     fn ports() {
         assert_eq!(parse_ports("*").unwrap(), vec![PortRange::ANY]);
-        assert_eq!(parse_ports("22,80-443").unwrap(), vec![PortRange::single(22), PortRange { first: 80, last: 443 }]);
+        assert_eq!(
+            parse_ports("22,80-443").unwrap(),
+            vec![
+                PortRange::single(22),
+                PortRange {
+                    first: 80,
+                    last: 443
+                }
+            ]
+        );
         assert_eq!(parse_ports("ssh").unwrap_err(), "invalid first integer");
         assert!(parse_ports("443-80").is_err());
         assert!(parse_ports("70000").is_err());
@@ -1294,9 +1648,18 @@ mod tests {
 
     #[test]
     fn alias_ports_split() {
-        assert_eq!(split_alias_ports("tag:server:22").unwrap(), ("tag:server".into(), "22".into()));
-        assert_eq!(split_alias_ports("[fd7a::1]:22").unwrap(), ("fd7a::1".into(), "22".into()));
-        assert_eq!(split_alias_ports("autogroup:self").unwrap(), ("autogroup".into(), "self".into()));
+        assert_eq!(
+            split_alias_ports("tag:server:22").unwrap(),
+            ("tag:server".into(), "22".into())
+        );
+        assert_eq!(
+            split_alias_ports("[fd7a::1]:22").unwrap(),
+            ("fd7a::1".into(), "22".into())
+        );
+        assert_eq!(
+            split_alias_ports("autogroup:self").unwrap(),
+            ("autogroup".into(), "self".into())
+        );
         assert!(split_alias_ports("webserver").is_err());
         assert!(split_alias_ports("[1.2.3.4]:22").is_err());
     }
@@ -1306,7 +1669,10 @@ mod tests {
         assert_eq!(parse_go_duration("168h").unwrap(), 168 * 3600);
         assert_eq!(parse_go_duration("1h30m").unwrap(), 5400);
         assert_eq!(parse_go_duration("0s").unwrap(), 0);
-        assert_eq!(parse_go_duration("abc").unwrap_err(), "time: invalid duration \"abc\"");
+        assert_eq!(
+            parse_go_duration("abc").unwrap_err(),
+            "time: invalid duration \"abc\""
+        );
         assert_eq!(format_go_duration(168 * 3600 + 1), "168h0m1s");
     }
 

@@ -39,7 +39,10 @@ impl PolicyUser {
 
     /// The domain part of the user's e-mail, if any.
     pub fn email_domain(&self) -> Option<&str> {
-        self.email.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+        self.email
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .filter(|d| !d.is_empty())
     }
 
     /// The local part of the user's e-mail, if any.
@@ -84,22 +87,32 @@ impl PolicyNode {
     }
 
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.ipv4.map(IpAddr::V4).into_iter().chain(self.ipv6.map(IpAddr::V6))
+        self.ipv4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.ipv6.map(IpAddr::V6))
     }
 
     /// Routes both advertised and approved: the ones the node really serves.
     pub fn served_routes(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.approved_routes.iter().copied().filter(|r| self.routable_ips.contains(r))
+        self.approved_routes
+            .iter()
+            .copied()
+            .filter(|r| self.routable_ips.contains(r))
     }
 
     /// Served routes that are subnets (not exit routes).
     pub fn subnet_routes(&self) -> Vec<IpNet> {
-        self.served_routes().filter(|r| !well_known::is_exit_route(r)).collect()
+        self.served_routes()
+            .filter(|r| !well_known::is_exit_route(r))
+            .collect()
     }
 
     /// Served exit routes (`0.0.0.0/0`, `::/0`).
     pub fn exit_routes(&self) -> Vec<IpNet> {
-        self.served_routes().filter(well_known::is_exit_route).collect()
+        self.served_routes()
+            .filter(well_known::is_exit_route)
+            .collect()
     }
 
     pub fn is_exit_node(&self) -> bool {
