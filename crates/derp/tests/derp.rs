@@ -472,6 +472,23 @@ async fn a_client_that_stops_reading_neither_blocks_others_nor_stays() {
 }
 
 #[tokio::test]
+async fn a_node_key_can_be_disconnected_by_the_control_plane() {
+    let relay = Relay::start(DerpConfig::default()).await;
+    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let mut a = relay.client(&ka).await;
+    let mut b = relay.client(&kb).await;
+    assert_eq!(relay.server.disconnect(&ka.node_public()), 1);
+    assert!(tokio::time::timeout(WAIT, a.recv()).await.unwrap().is_err());
+    barrier(&mut b).await;
+    assert_eq!(
+        relay
+            .server
+            .disconnect(&PrivateKey::generate().node_public()),
+        0
+    );
+}
+
+#[tokio::test]
 async fn closing_the_server_hangs_up_everyone() {
     let relay = Relay::start(DerpConfig::default()).await;
     let mut a = relay.client(&PrivateKey::generate()).await;

@@ -212,6 +212,13 @@ impl DerpServer {
         self.registry.unique_clients()
     }
 
+    /// Hangs up every connection of `key` (a node deleted, expired or whose key
+    /// rotated: the admission hook is only asked at connect time). Returns how
+    /// many connections there were.
+    pub fn disconnect(&self, key: &NodePublic) -> usize {
+        self.registry.close_peer(key)
+    }
+
     /// Hangs up every connection and refuses new ones.
     pub fn close(&self) {
         self.shutdown.cancel();
