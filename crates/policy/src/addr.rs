@@ -308,6 +308,7 @@ impl fmt::Debug for AddrSet {
     }
 }
 
+#[cfg(test)]
 /// Parses one entry of Tailscale's filter syntax: `*`, an address, a CIDR or an `a-b` range.
 pub fn parse_filter_addr(s: &str) -> Option<AddrSet> {
     if s == "*" {

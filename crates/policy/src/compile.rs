@@ -137,6 +137,8 @@ pub struct CompiledPolicy {
     pub(crate) primaries: BTreeMap<IpNet, usize>,
     /// Capabilities of each node (nodeAttrs), in node order.
     pub(crate) caps: Vec<headway_proto::tailcfg::NodeCapMap>,
+    /// `SrcIPs` of each autogroup:self rule per owner: the owner's devices that are sources.
+    self_sources: HashMap<(usize, UserId), Arc<[String]>>,
 }
 
 fn node_ip_tokens(n: &NodeFacts, out: &mut Vec<String>, seen: &mut BTreeSet<String>) {
@@ -450,8 +452,10 @@ impl CompiledPolicy {
             relation: vec![],
             primaries,
             caps,
+            self_sources: HashMap::new(),
         };
         compiled.classify();
+        compiled.index_self_sources();
         Ok(compiled)
     }
 
@@ -540,6 +544,23 @@ impl CompiledPolicy {
         }
     }
 
+    fn index_self_sources(&mut self) {
+        let mut acc: HashMap<(usize, UserId), (Vec<String>, BTreeSet<String>)> = HashMap::new();
+        for (ri, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.self_dst) {
+            for n in &self.nodes {
+                let Some(owner) = n.owner else { continue };
+                if n.ips.iter().any(|ip| rule.src_set.contains_ip(*ip)) {
+                    let (list, seen) = acc.entry((ri, owner)).or_default();
+                    node_ip_tokens(n, list, seen);
+                }
+            }
+        }
+        self.self_sources = acc
+            .into_iter()
+            .map(|(k, (list, _))| (k, list.into()))
+            .collect();
+    }
+
     fn signature(&self, ni: usize, dst_bits: usize, has_self: bool) -> Signature {
         let n = &self.nodes[ni];
         let mut src = BitSet::with_len(self.rules.len());
@@ -599,6 +620,91 @@ impl CompiledPolicy {
                 .map(|(i, _)| i)
                 .collect(),
         }
+    }
+
+    /// The same policy compiled for a changed tailnet (a node joined, left,
+    /// changed addresses, tags or routes). Pair it with
+    /// [`CompiledPolicy::affected_by_node_change`] to rebuild only the views that changed.
+    pub fn recompile(&self, users: &[PolicyUser], nodes: &[PolicyNode]) -> Result<CompiledPolicy> {
+        CompiledPolicy::new(self.policy.clone(), users, nodes)
+    }
+
+    /// The policy this was compiled from (`None`: the no-policy default).
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.policy.as_ref()
+    }
+
+    /// The nodes, with the routes the policy auto-approves added to their approved routes.
+    pub fn nodes(&self) -> impl Iterator<Item = &PolicyNode> {
+        self.nodes.iter().map(|n| &n.node)
+    }
+
+    /// The identity class of a node. Nodes of one class match the same rules
+    /// the same way: they share their peer relation and filter structure.
+    pub fn class_of(&self, id: NodeId) -> Option<usize> {
+        self.index_of(id).map(|i| self.node_class[i])
+    }
+
+    /// How many identity classes the tailnet has under this policy.
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// The nodes whose view (packet filter, peers and the routes they carry,
+    /// SSH policy) may differ between `self` (before) and `next` (after) because
+    /// node `id` joined, left or changed. Those are the nodes that see `id` in
+    /// either version (a relation between two other nodes never depends on a
+    /// third), the SSH servers `id` may log in to, and `id` itself (when present).
+    /// Everyone else keeps their view: no message needs to go to them.
+    pub fn affected_by_node_change(&self, next: &CompiledPolicy, id: NodeId) -> Vec<NodeId> {
+        let mut out: BTreeSet<NodeId> = BTreeSet::new();
+        for c in [self, next] {
+            if c.index_of(id).is_none() {
+                continue;
+            }
+            out.insert(id);
+            out.extend(c.peers_of(id));
+            out.extend(c.ssh_destinations_of(id));
+        }
+        out.into_iter().collect()
+    }
+
+    /// Nodes whose SSH policy names `id` as a source.
+    fn ssh_destinations_of(&self, id: NodeId) -> Vec<NodeId> {
+        let (Some(policy), Some(ni)) = (self.policy.as_ref(), self.index_of(id)) else {
+            return vec![];
+        };
+        let res = Resolver {
+            policy,
+            users: &self.users,
+            nodes: &self.nodes,
+        };
+        let mut out = BTreeSet::new();
+        for spec in &policy.ssh {
+            let is_src = spec
+                .src
+                .iter()
+                .any(|s| res.nodes_of(&s.value).is_some_and(|set| set.get(ni)));
+            if !is_src {
+                continue;
+            }
+            for d in &spec.dst {
+                if d.value == Alias::Auto(AutoGroup::SelfDevices) {
+                    let owner = self.nodes[ni].owner;
+                    out.extend(
+                        self.nodes
+                            .iter()
+                            .filter(|n| owner.is_some() && n.owner == owner)
+                            .map(|n| n.node.id),
+                    );
+                } else if let Some(set) = res.nodes_of(&d.value) {
+                    out.extend(set.ones().map(|i| self.nodes[i].node.id));
+                }
+            }
+            // With localpart users a source also receives rules for itself.
+            out.insert(id);
+        }
+        out.into_iter().collect()
     }
 
     /// Index of a node, if it is part of the compiled tailnet.
@@ -708,20 +814,11 @@ impl CompiledPolicy {
             // autogroup:self: the owner's devices that are sources may reach this node.
             if rule.self_dst {
                 if let Some(owner) = n.owner {
-                    let same: Vec<&NodeFacts> = self
-                        .nodes
-                        .iter()
-                        .filter(|m| {
-                            m.owner == Some(owner)
-                                && m.ips.iter().any(|ip| rule.src_set.contains_ip(*ip))
-                        })
-                        .collect();
-                    let mut src = Vec::new();
-                    let mut seen = BTreeSet::new();
-                    for m in &same {
-                        node_ip_tokens(m, &mut src, &mut seen);
-                    }
-                    let src: Arc<[String]> = src.into();
+                    let src = self
+                        .self_sources
+                        .get(&(ri, owner))
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(vec![]));
                     match &rule.body {
                         Body::Ip { protos, ports } => {
                             let dsts: Vec<NetPortRange> = n
@@ -898,10 +995,6 @@ impl CompiledPolicy {
             allowed_ips: allowed,
             primary_routes: primary,
         })
-    }
-
-    pub(crate) fn node(&self, i: usize) -> &NodeFacts {
-        &self.nodes[i]
     }
 }
 

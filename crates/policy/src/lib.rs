@@ -19,6 +19,7 @@ mod policytest;
 mod routes;
 mod ssh;
 mod syntax;
+mod tags;
 mod topology;
 
 pub use addr::AddrSet;
@@ -27,4 +28,5 @@ pub use error::{ErrorKind, PolicyError, Position};
 pub use explain::{PLACEHOLDER_CONTROL_URL, Topology, explain, explain_topology, render};
 pub use policytest::run_tests;
 pub use syntax::Policy;
+pub use tags::{TagClaimError, TagClaimant};
 pub use topology::{PolicyNode, PolicyUser};

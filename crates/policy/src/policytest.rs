@@ -14,7 +14,11 @@ use crate::syntax::{self, Alias, AutoGroup, Policy};
 /// `Ok` when every assertion holds; otherwise a [`ErrorKind::TestsFailed`]
 /// error listing the failures.
 pub fn run_tests(policy: &Policy, compiled: &CompiledPolicy) -> Result<()> {
-    let res = Resolver { policy, users: &compiled.users, nodes: &compiled.nodes };
+    let res = Resolver {
+        policy,
+        users: &compiled.users,
+        nodes: &compiled.nodes,
+    };
     let mut failures = Vec::new();
     for t in &policy.tests {
         run_policy_test(policy, compiled, &res, t, &mut failures);
@@ -25,22 +29,35 @@ pub fn run_tests(policy: &Policy, compiled: &CompiledPolicy) -> Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
-    Err(PolicyError::new(ErrorKind::TestsFailed, format!("test(s) failed:\n{}", failures.join("\n"))))
+    Err(PolicyError::new(
+        ErrorKind::TestsFailed,
+        format!("test(s) failed:\n{}", failures.join("\n")),
+    ))
 }
 
 /// A test source: the addresses traffic comes from, and their owners (for autogroup:self).
-fn test_source(policy: &Policy, res: &Resolver, src: &str) -> std::result::Result<Vec<usize>, String> {
+fn test_source(
+    policy: &Policy,
+    res: &Resolver,
+    src: &str,
+) -> std::result::Result<Vec<usize>, String> {
     let alias = syntax::parse_alias(src, &policy.hosts)?;
     match &alias {
-        Alias::Group(g) if !policy.groups.contains_key(g) => return Err(format!("group {g:?} is not defined")),
-        Alias::Tag(t) if !policy.tag_owners.contains_key(t) => return Err(format!("tag {t:?} is not defined")),
+        Alias::Group(g) if !policy.groups.contains_key(g) => {
+            return Err(format!("group {g:?} is not defined"));
+        }
+        Alias::Tag(t) if !policy.tag_owners.contains_key(t) => {
+            return Err(format!("tag {t:?} is not defined"));
+        }
         _ => {}
     }
     let nodes: Vec<usize> = match res.nodes_of(&alias) {
         Some(set) => set.ones().collect(),
         None => {
             let (set, _) = res.sources(std::slice::from_ref(&alias));
-            (0..res.nodes.len()).filter(|&i| res.nodes[i].ips.iter().any(|ip| set.contains_ip(*ip))).collect()
+            (0..res.nodes.len())
+                .filter(|&i| res.nodes[i].ips.iter().any(|ip| set.contains_ip(*ip)))
+                .collect()
         }
     };
     if nodes.is_empty() {
@@ -65,42 +82,78 @@ fn parse_test_dst(policy: &Policy, dst: &str) -> std::result::Result<TestDst, St
     }
     let alias = syntax::parse_alias(&alias_text, &policy.hosts)?;
     match &alias {
-        Alias::Auto(AutoGroup::Internet) => return Err("autogroup:internet not valid as a test destination".into()),
+        Alias::Auto(AutoGroup::Internet) => {
+            return Err("autogroup:internet not valid as a test destination".into());
+        }
         Alias::Prefix(_) if alias_text.contains('/') => {
             return Err("test destination must be a single host, not a CIDR range".into());
         }
         Alias::Host { net, .. } if net.prefix_len() < net.max_prefix_len() => {
             return Err("test destination must be a single host, not a CIDR range".into());
         }
-        Alias::Tag(t) if !policy.tag_owners.contains_key(t) => return Err(format!("tag {t:?} is not defined")),
-        Alias::Group(g) if !policy.groups.contains_key(g) => return Err(format!("group {g:?} is not defined")),
+        Alias::Tag(t) if !policy.tag_owners.contains_key(t) => {
+            return Err(format!("tag {t:?} is not defined"));
+        }
+        Alias::Group(g) if !policy.groups.contains_key(g) => {
+            return Err(format!("group {g:?} is not defined"));
+        }
         _ => {}
     }
     Ok(TestDst { alias, port: first })
 }
 
 /// Destination addresses of a test (with their node, if one has them).
-fn test_dst_addrs(res: &Resolver, dst: &TestDst, src_nodes: &[usize]) -> Vec<(IpAddr, Option<usize>)> {
+fn test_dst_addrs(
+    res: &Resolver,
+    dst: &TestDst,
+    src_nodes: &[usize],
+) -> Vec<(IpAddr, Option<usize>)> {
     let owned = |i: usize| res.nodes[i].ips.iter().map(move |ip| (*ip, Some(i)));
     match &dst.alias {
         Alias::Auto(AutoGroup::SelfDevices) => {
-            let owners: Vec<_> = src_nodes.iter().filter_map(|&i| res.nodes[i].owner).collect();
-            (0..res.nodes.len()).filter(|&i| res.nodes[i].owner.is_some_and(|o| owners.contains(&o))).flat_map(owned).collect()
+            let owners: Vec<_> = src_nodes
+                .iter()
+                .filter_map(|&i| res.nodes[i].owner)
+                .collect();
+            (0..res.nodes.len())
+                .filter(|&i| res.nodes[i].owner.is_some_and(|o| owners.contains(&o)))
+                .flat_map(owned)
+                .collect()
         }
         Alias::Prefix(p) | Alias::Host { net: p, .. } => {
             let ip = p.addr();
             vec![(ip, res.nodes.iter().position(|n| n.ips.contains(&ip)))]
         }
-        other => res.nodes_of(other).map(|set| set.ones().flat_map(owned).collect()).unwrap_or_default(),
+        other => res
+            .nodes_of(other)
+            .map(|set| set.ones().flat_map(owned).collect())
+            .unwrap_or_default(),
     }
 }
 
 /// Whether any rule lets `src_ip` (of node `src_node`) reach `dst_ip` (of node `dst_node`) on `port`/`proto`.
-fn allowed(compiled: &CompiledPolicy, src_node: usize, src_ip: IpAddr, dst_ip: IpAddr, dst_node: Option<usize>, port: u16, proto: i32) -> bool {
+fn allowed(
+    compiled: &CompiledPolicy,
+    src_node: usize,
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    dst_node: Option<usize>,
+    port: u16,
+    proto: i32,
+) -> bool {
     compiled.rules.iter().any(|rule| {
-        let Body::Ip { protos, ports } = &rule.body else { return false };
-        let proto_ok = if protos.is_empty() { matches!(proto, 6 | 17 | 1 | 58) } else { protos.contains(&proto) };
-        if !proto_ok || !ports.iter().any(|p| p.first <= port && port <= p.last) || !rule.via.is_empty() {
+        let Body::Ip { protos, ports } = &rule.body else {
+            return false;
+        };
+        let proto_ok = if protos.is_empty() {
+            matches!(proto, 6 | 17 | 1 | 58)
+        } else {
+            protos.contains(&proto)
+        };
+        if !proto_ok
+            || !ports.iter().any(|p| p.first <= port && port <= p.last)
+            || !rule.via.is_empty()
+        {
             return false;
         }
         if !rule.src_set.contains_ip(src_ip) {
@@ -119,14 +172,22 @@ fn allowed(compiled: &CompiledPolicy, src_node: usize, src_ip: IpAddr, dst_ip: I
     })
 }
 
-fn run_policy_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &syntax::PolicyTestSpec, failures: &mut Vec<String>) {
+fn run_policy_test(
+    policy: &Policy,
+    compiled: &CompiledPolicy,
+    res: &Resolver,
+    t: &syntax::PolicyTestSpec,
+    failures: &mut Vec<String>,
+) {
     let at = format!("tests[{}]", t.index);
     let Some(src) = t.src.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
         failures.push(format!("{at}: test entry must have a src"));
         return;
     };
     if t.accept.is_empty() && t.deny.is_empty() {
-        failures.push(format!("{at}: test entry must have at least one of \"accept\" or \"deny\""));
+        failures.push(format!(
+            "{at}: test entry must have at least one of \"accept\" or \"deny\""
+        ));
         return;
     }
     let proto = match t.proto.as_deref().map(str::trim).unwrap_or("") {
@@ -134,7 +195,9 @@ fn run_policy_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t
         p => match syntax::protocol_number(p) {
             Ok(n @ (6 | 17 | 132)) => n,
             _ => {
-                failures.push(format!("{at}: test protocol must be tcp, udp, sctp, or empty, got {p:?}"));
+                failures.push(format!(
+                    "{at}: test protocol must be tcp, udp, sctp, or empty, got {p:?}"
+                ));
                 return;
             }
         },
@@ -181,10 +244,14 @@ fn run_policy_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t
             let is_allowed = !pairs.is_empty() && pairs.iter().all(|a| *a);
             let any_allowed = pairs.iter().any(|a| *a);
             if want_allowed && !is_allowed {
-                failures.push(format!("{at}: {src} -> {dst_text}: expected ALLOWED, got DENIED"));
+                failures.push(format!(
+                    "{at}: {src} -> {dst_text}: expected ALLOWED, got DENIED"
+                ));
             }
             if !want_allowed && any_allowed {
-                failures.push(format!("{at}: {src} -> {dst_text}: expected DENIED, got ALLOWED"));
+                failures.push(format!(
+                    "{at}: {src} -> {dst_text}: expected DENIED, got ALLOWED"
+                ));
             }
         }
     }
@@ -197,7 +264,13 @@ fn ssh_outcome(rules: &[SshRule], src_ip: &str, user: &str) -> Option<bool> {
         if !r.principals.iter().any(|p| p.any || p.node_ip == src_ip) {
             continue;
         }
-        let mapped = match r.ssh_users.get(user).or_else(|| if user == "root" { None } else { r.ssh_users.get("*") }) {
+        let mapped = match r.ssh_users.get(user).or_else(|| {
+            if user == "root" {
+                None
+            } else {
+                r.ssh_users.get("*")
+            }
+        }) {
             Some(m) => m,
             None => continue,
         };
@@ -216,7 +289,13 @@ fn ssh_outcome(rules: &[SshRule], src_ip: &str, user: &str) -> Option<bool> {
     None
 }
 
-fn run_ssh_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &syntax::SshTestSpec, failures: &mut Vec<String>) {
+fn run_ssh_test(
+    policy: &Policy,
+    compiled: &CompiledPolicy,
+    res: &Resolver,
+    t: &syntax::SshTestSpec,
+    failures: &mut Vec<String>,
+) {
     let at = format!("sshTests[{}]", t.index);
     let Some(src) = t.src.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
         failures.push(format!("{at}: SSH tests entry must have a non-empty src"));
@@ -227,7 +306,9 @@ fn run_ssh_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &
         return;
     }
     if t.accept.is_empty() && t.check.is_empty() && t.deny.is_empty() {
-        failures.push(format!("{at}: SSH tests entry must have at least one of \"accept\", \"check\" or \"deny\""));
+        failures.push(format!(
+            "{at}: SSH tests entry must have at least one of \"accept\", \"check\" or \"deny\""
+        ));
         return;
     }
     let src_nodes = match test_source(policy, res, src) {
@@ -239,12 +320,18 @@ fn run_ssh_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &
     };
     for dst_text in &t.dst {
         let dst_nodes: Vec<usize> = match syntax::parse_alias(dst_text, &policy.hosts) {
-            Ok(Alias::Prefix(p) | Alias::Host { net: p, .. }) if p.addr().is_ipv4() => {
-                res.nodes.iter().position(|n| n.ips.contains(&p.addr())).into_iter().collect()
-            }
+            Ok(Alias::Prefix(p) | Alias::Host { net: p, .. }) if p.addr().is_ipv4() => res
+                .nodes
+                .iter()
+                .position(|n| n.ips.contains(&p.addr()))
+                .into_iter()
+                .collect(),
             // Nodes are named by their IPv4 address; IPv6 literals are not accepted.
             Ok(Alias::Prefix(_) | Alias::Host { .. }) => vec![],
-            Ok(alias) => res.nodes_of(&alias).map(|s| s.ones().collect()).unwrap_or_default(),
+            Ok(alias) => res
+                .nodes_of(&alias)
+                .map(|s| s.ones().collect())
+                .unwrap_or_default(),
             Err(_) => vec![],
         };
         if dst_nodes.is_empty() {
@@ -252,10 +339,19 @@ fn run_ssh_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &
             continue;
         }
         for &dn in &dst_nodes {
-            let rules = compiled.ssh_policy_for(compiled.nodes[dn].node.id, "").map(|p| p.rules).unwrap_or_default();
+            let rules = compiled
+                .ssh_policy_for(compiled.nodes[dn].node.id, "")
+                .map(|p| p.rules)
+                .unwrap_or_default();
             for &sn in &src_nodes {
-                let Some(src_ip) = compiled.nodes[sn].ips.first().map(|ip| ip.to_string()) else { continue };
-                let checks = [(&t.accept, Some(true), "accepted"), (&t.check, Some(false), "checked"), (&t.deny, None, "denied")];
+                let Some(src_ip) = compiled.nodes[sn].ips.first().map(|ip| ip.to_string()) else {
+                    continue;
+                };
+                let checks = [
+                    (&t.accept, Some(true), "accepted"),
+                    (&t.check, Some(false), "checked"),
+                    (&t.deny, None, "denied"),
+                ];
                 for (users, want, word) in checks {
                     for user in users.iter() {
                         let user = user.trim();
@@ -265,7 +361,8 @@ fn run_ssh_test(policy: &Policy, compiled: &CompiledPolicy, res: &Resolver, t: &
                         }
                         let got = ssh_outcome(&rules, &src_ip, user);
                         if got != want {
-                            failures.push(format!("{at}: {src} -> {user}@{dst_text}: expected {word}"));
+                            failures
+                                .push(format!("{at}: {src} -> {user}@{dst_text}: expected {word}"));
                         }
                     }
                 }

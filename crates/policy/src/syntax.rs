@@ -960,7 +960,7 @@ fn check_alias(alias: &Alias, side: Side) -> std::result::Result<(), String> {
         (Side::Dst | Side::SshDst, AutoGroup::DangerAll) => {
             Err("cannot use autogroup:danger-all as a dst".into())
         }
-        (Side::SshSrc | Side::SshDst, AutoGroup::DangerAll) => {
+        (Side::SshSrc, AutoGroup::DangerAll) => {
             Err("autogroup:danger-all is not valid in ssh rules".into())
         }
         (Side::SshDst, AutoGroup::Internet) => Err("invalid dst \"autogroup:internet\"".into()),
@@ -1062,7 +1062,7 @@ fn read_acl(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Vec<Grant
                     ErrorKind::InvalidValue,
                     &p,
                     d.offset,
-                    format!("dst={:?}: port range {ports_text:?}: {e}", alias_text),
+                    format!("dst={:?}: port range {ports_text:?}: {e}", d.value.trim()),
                 )
             })?;
             let alias = parse_alias(&alias_text, names.hosts)
@@ -1170,7 +1170,11 @@ fn read_grant(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Grant> 
                     JsonValue::Array(items) => items.iter().map(Json::to_serde).collect(),
                     JsonValue::Null => vec![],
                     _ => {
-                        return Err(r.type_err(&cp, &cap.value, "an array of capability arguments"));
+                        return Err(r.type_err(
+                            &cp,
+                            &cap.value,
+                            "an array of capability arguments",
+                        ));
                     }
                 };
                 app.insert(cap.key.clone(), args);
