@@ -1,0 +1,91 @@
+//! The OpenAPI document: its header, and the two routes that serve it
+//! (`/api/v1/openapi.yaml`, `/api/v1/openapi.json`). The operations and
+//! schemas come from the handlers' `#[utoipa::path]` annotations; nothing
+//! here lists them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use headway_state::Tailnet;
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Tag};
+
+use crate::OPENAPI_PATH;
+use crate::error::ApiError;
+
+/// The document's header; operations are added by the router.
+pub(crate) fn base() -> OpenApi {
+    let info = InfoBuilder::new()
+        .title("Headway API")
+        .version("v1")
+        .description(Some(
+            "The admin API of Headway, a Tailscale control server. Paths and JSON shapes are \
+             headscale's v1 API: 64-bit ids are decimal strings, times are RFC 3339, errors are \
+             RFC 7807 problem documents (application/problem+json).",
+        ))
+        .build();
+    let tag = |name: &str, description: &str| {
+        let mut t = Tag::new(name);
+        t.description = Some(description.to_string());
+        t
+    };
+    OpenApiBuilder::new()
+        .info(info)
+        .tags(Some([
+            tag("Health", "Is the server able to serve"),
+            tag(
+                "Users",
+                "People (and identity-provider accounts) that own nodes",
+            ),
+            tag(
+                "PreAuthKeys",
+                "Keys that register nodes without an interactive login",
+            ),
+            tag("Nodes", "Devices in the tailnet"),
+        ]))
+        .build()
+}
+
+/// The routes serving `doc`, rendered once.
+pub(crate) fn routes(doc: &OpenApi) -> Router<Arc<Tailnet>> {
+    let yaml = render(serde_yaml_ng::to_string(doc), "application/yaml");
+    let json = render(serde_json::to_string_pretty(doc), "application/json");
+    Router::new()
+        .route(
+            &format!("{OPENAPI_PATH}.yaml"),
+            get(move || std::future::ready(yaml.clone())),
+        )
+        .route(
+            &format!("{OPENAPI_PATH}.json"),
+            get(move || std::future::ready(json.clone())),
+        )
+}
+
+/// A ready response body; a document that cannot be serialised (a bug) is
+/// reported when asked for rather than stopping the server.
+#[derive(Clone)]
+struct Rendered(Result<(Arc<str>, &'static str), Arc<str>>);
+
+fn render<E: std::fmt::Display>(text: Result<String, E>, content_type: &'static str) -> Rendered {
+    Rendered(match text {
+        Ok(text) => Ok((text.into(), content_type)),
+        Err(e) => Err(format!("the OpenAPI document could not be rendered: {e}").into()),
+    })
+}
+
+impl IntoResponse for Rendered {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok((text, content_type)) => (
+                [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+                text.to_string(),
+            )
+                .into_response(),
+            Err(e) => {
+                ApiError::Service(headway_state::Error::Internal(e.to_string())).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,1059 @@
+//! The router in process: every operation's happy path, each class of
+//! error, and that a refused request changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use headway_proto::keys::{MachinePublic, NodePublic};
+use headway_proto::tailcfg::{Hostinfo, RegisterRequest, RegisterResponseAuth};
+use headway_state::Tailnet;
+use headway_state::clock::ManualClock;
+use headway_state::memstore::MemStore;
+use headway_state::model;
+use headway_state::settings::Settings;
+use headway_state::tailnet::{NewPreAuthKey, NewUser};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Kit {
+    tailnet: Arc<Tailnet>,
+    store: MemStore,
+    clock: Arc<ManualClock>,
+    router: Router,
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts a problem document with this status, and returns its detail.
+    #[track_caller]
+    fn problem(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "{:#}", self.body);
+        assert_eq!(self.content_type, "application/problem+json");
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:headway:problem:"),
+            "{:#}",
+            self.body
+        );
+        assert!(!self.body["title"].as_str().unwrap().is_empty());
+        self.body["detail"].as_str().unwrap().to_string()
+    }
+
+    #[track_caller]
+    fn ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{:#}", self.body);
+        assert_eq!(self.content_type, "application/json");
+        &self.body
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+impl Kit {
+    async fn new() -> Self {
+        let store = MemStore::default();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), Settings::default())
+            .await
+            .unwrap();
+        let router = crate::router(tailnet.clone());
+        Kit {
+            tailnet,
+            store,
+            clock,
+            router,
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        match body {
+            Some(b) => {
+                self.raw(
+                    method,
+                    uri,
+                    Body::from(b.to_string()),
+                    Some("application/json"),
+                )
+                .await
+            }
+            None => self.raw(method, uri, Body::empty(), None).await,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    async fn delete(&self, uri: &str) -> Reply {
+        self.call(Method::DELETE, uri, None).await
+    }
+
+    async fn user(&self, name: &str) -> model::User {
+        self.tailnet
+            .create_user(NewUser {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A node of `user` registered with a pre-auth key; `n` makes its keys unique.
+    async fn node(&self, user: &model::User, n: u8, host: &str) -> model::Node {
+        let (_, key) = self
+            .tailnet
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let req = RegisterRequest {
+            version: 133,
+            node_key: NodePublic([n; 32]),
+            auth: Some(RegisterResponseAuth {
+                auth_key: key,
+                ..Default::default()
+            }),
+            hostinfo: Some(Hostinfo {
+                hostname: host.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.tailnet
+            .register(MachinePublic([n; 32]), &req)
+            .await
+            .unwrap();
+        self.tailnet
+            .node_by_key(&NodePublic([n; 32]))
+            .map(|n| (*n).clone())
+            .unwrap()
+    }
+
+    /// Everything the API can change, to check that a refusal changed nothing.
+    fn snapshot(&self) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}",
+            self.tailnet.users(),
+            self.tailnet.list_preauth_keys(None),
+            self.tailnet.list_nodes(None)
+        )
+    }
+
+    /// Sends the request, expects the problem status, and checks nothing changed.
+    async fn refused(&self, method: Method, uri: &str, body: Option<Value>, status: u16) -> String {
+        let before = self.snapshot();
+        let detail = self.call(method, uri, body).await.problem(status);
+        assert_eq!(
+            self.snapshot(),
+            before,
+            "a refused request changed the tailnet"
+        );
+        detail
+    }
+}
+
+// --- health, routing, errors ------------------------------------------------
+
+#[tokio::test]
+async fn health_reports_the_database() {
+    let k = Kit::new().await;
+    assert_eq!(
+        k.get("/api/v1/health").await.ok(),
+        &json!({"databaseConnectivity": true})
+    );
+    k.store.fail_commits(true);
+    let detail = k.get("/api/v1/health").await.problem(503);
+    assert!(detail.contains("database"), "{detail}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let k = Kit::new().await;
+    let detail = k.get("/api/v1/nope").await.problem(404);
+    assert!(detail.contains("/api/v1/nope"), "{detail}");
+    assert_eq!(
+        k.get("/api/v1/nope").await.body["type"],
+        "urn:headway:problem:no_route"
+    );
+    let detail = k.call(Method::PUT, "/api/v1/user", None).await.problem(405);
+    assert!(detail.contains("PUT"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_storage_failure_is_a_500_and_changes_nothing() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    k.store.fail_commits(true);
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/user",
+            Some(json!({"name": "bob"})),
+            500,
+        )
+        .await;
+    assert!(detail.contains("storage"), "{detail}");
+    k.refused(Method::DELETE, "/api/v1/user/1", None, 500).await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_and_say_where() {
+    let k = Kit::new().await;
+    let before = k.snapshot();
+    let detail = k
+        .raw(
+            Method::POST,
+            "/api/v1/user",
+            Body::from("{\"name\": "),
+            Some("application/json"),
+        )
+        .await
+        .problem(400);
+    assert!(detail.contains("request body"), "{detail}");
+    let detail = k
+        .post("/api/v1/user", json!({"name": 5}))
+        .await
+        .problem(400);
+    assert!(detail.contains("name"), "{detail}");
+    let detail = k
+        .post("/api/v1/preauthkey", json!({"user": "alice"}))
+        .await
+        .problem(400);
+    assert!(
+        detail.contains("user") && detail.contains("not an id"),
+        "{detail}"
+    );
+    let detail = k
+        .post("/api/v1/preauthkey", json!({"user": -3}))
+        .await
+        .problem(400);
+    assert!(detail.contains("user"), "{detail}");
+    let detail = k
+        .post("/api/v1/preauthkey", json!({"expiration": "tomorrow"}))
+        .await
+        .problem(400);
+    assert!(detail.contains("expiration"), "{detail}");
+    let detail = k.post("/api/v1/user", json!(["alice"])).await.problem(400);
+    assert!(detail.contains("request body"), "{detail}");
+    assert_eq!(k.snapshot(), before);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let k = Kit::new().await;
+    let big = format!(
+        "{{\"name\": \"{}\"}}",
+        "a".repeat(crate::MAX_BODY_BYTES + 1)
+    );
+    let before = k.snapshot();
+    k.raw(
+        Method::POST,
+        "/api/v1/user",
+        Body::from(big),
+        Some("application/json"),
+    )
+    .await
+    .problem(413);
+    assert_eq!(k.snapshot(), before);
+}
+
+#[tokio::test]
+async fn bodies_are_read_whatever_their_content_type() {
+    let k = Kit::new().await;
+    let r = k
+        .raw(
+            Method::POST,
+            "/api/v1/user",
+            Body::from(r#"{"name":"alice"}"#),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok()["user"]["name"], "alice");
+}
+
+// --- users ------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_user_answers_headscales_shape() {
+    let k = Kit::new().await;
+    let body = json!({"name": "alice", "displayName": "Alice A.", "email": "alice@example.com", "pictureUrl": "https://example.com/a.png"});
+    let r = k.post("/api/v1/user", body).await;
+    assert_eq!(
+        r.ok(),
+        &json!({"user": {
+            "id": "1",
+            "name": "alice",
+            "createdAt": "2026-01-01T00:00:00Z",
+            "displayName": "Alice A.",
+            "email": "alice@example.com",
+            "providerId": "",
+            "provider": "",
+            "profilePicUrl": "https://example.com/a.png",
+        }})
+    );
+    assert_eq!(
+        k.tailnet.resolve_user("alice").unwrap().display_name,
+        "Alice A."
+    );
+}
+
+#[tokio::test]
+async fn create_user_refusals() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/user",
+            Some(json!({"name": "alice"})),
+            409,
+        )
+        .await;
+    assert!(detail.contains("alice"), "{detail}");
+    k.refused(
+        Method::POST,
+        "/api/v1/user",
+        Some(json!({"name": "no spaces"})),
+        422,
+    )
+    .await;
+    k.refused(Method::POST, "/api/v1/user", Some(json!({})), 422)
+        .await;
+    k.refused(
+        Method::POST,
+        "/api/v1/user",
+        Some(json!({"name": "bob", "email": "nope"})),
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_users_with_filters() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    k.tailnet
+        .create_user(NewUser {
+            name: "bob".into(),
+            email: "bob@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let names = |r: &Reply| -> Vec<String> {
+        r.ok()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&k.get("/api/v1/user").await), ["alice", "bob"]);
+    assert_eq!(names(&k.get("/api/v1/user?name=bob").await), ["bob"]);
+    assert_eq!(
+        names(&k.get("/api/v1/user?email=bob%40example.com").await),
+        ["bob"]
+    );
+    assert_eq!(names(&k.get("/api/v1/user?id=1").await), ["alice"]);
+    assert_eq!(names(&k.get("/api/v1/user?id=0").await), ["alice", "bob"]);
+    // name wins over id, as in headscale.
+    assert_eq!(names(&k.get("/api/v1/user?id=1&name=bob").await), ["bob"]);
+    assert!(names(&k.get("/api/v1/user?name=carol").await).is_empty());
+    let detail = k.get("/api/v1/user?id=abc").await.problem(400);
+    assert!(
+        detail.contains("query parameter id") && detail.contains("abc"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn rename_user() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    k.user("bob").await;
+    let r = k
+        .call(
+            Method::POST,
+            &format!("/api/v1/user/{}/rename/carol", alice.id),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok()["user"]["name"], "carol");
+    assert_eq!(r.body["user"]["id"], alice.id.to_string());
+    assert_eq!(k.tailnet.user(alice.id).unwrap().name, "carol");
+
+    k.refused(
+        Method::POST,
+        &format!("/api/v1/user/{}/rename/bob", alice.id),
+        None,
+        409,
+    )
+    .await;
+    k.refused(
+        Method::POST,
+        &format!("/api/v1/user/{}/rename/bad%20name", alice.id),
+        None,
+        422,
+    )
+    .await;
+    k.refused(Method::POST, "/api/v1/user/99/rename/dave", None, 404)
+        .await;
+    let detail = k
+        .refused(Method::POST, "/api/v1/user/alice/rename/dave", None, 400)
+        .await;
+    assert!(
+        detail.contains("oldId") && detail.contains("alice"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn delete_user() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    k.node(&bob, 1, "laptop").await;
+    assert_eq!(
+        k.delete(&format!("/api/v1/user/{}", alice.id)).await.ok(),
+        &json!({})
+    );
+    assert!(k.tailnet.user(alice.id).is_none());
+
+    let detail = k
+        .refused(
+            Method::DELETE,
+            &format!("/api/v1/user/{}", bob.id),
+            None,
+            409,
+        )
+        .await;
+    assert!(detail.contains("node"), "{detail}");
+    k.refused(
+        Method::DELETE,
+        &format!("/api/v1/user/{}", alice.id),
+        None,
+        404,
+    )
+    .await;
+    k.refused(Method::DELETE, "/api/v1/user/x1", None, 400)
+        .await;
+    k.refused(Method::DELETE, "/api/v1/user/-1", None, 400)
+        .await;
+}
+
+// --- pre-auth keys ------------------------------------------------------------
+
+#[tokio::test]
+async fn create_preauth_key_returns_the_full_key_once() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let expiration = t0() + Duration::hours(24);
+    let r = k
+        .post(
+            "/api/v1/preauthkey",
+            json!({"user": alice.id.to_string(), "reusable": true, "expiration": expiration, "aclTags": []}),
+        )
+        .await;
+    let key = &r.ok()["preAuthKey"];
+    let text = key["key"].as_str().unwrap();
+    assert!(
+        text.starts_with("hskey-auth-") && !text.ends_with("***"),
+        "{text}"
+    );
+    assert_eq!(key["user"]["name"], "alice");
+    assert_eq!(key["reusable"], true);
+    assert_eq!(key["ephemeral"], false);
+    assert_eq!(key["used"], false);
+    assert_eq!(key["expiration"], "2026-01-02T00:00:00Z");
+    assert_eq!(key["createdAt"], "2026-01-01T00:00:00Z");
+    assert_eq!(key["aclTags"], json!([]));
+
+    // The listing never shows the secret.
+    let list = k.get("/api/v1/preauthkey").await;
+    let listed = &list.ok()["preAuthKeys"][0];
+    assert_eq!(listed["id"], key["id"]);
+    let masked = listed["key"].as_str().unwrap();
+    assert!(masked.ends_with("-***"), "{masked}");
+    assert!(
+        text.starts_with(masked.trim_end_matches("***")),
+        "{masked} vs {text}"
+    );
+    assert!(
+        !list
+            .body
+            .to_string()
+            .contains(&text["hskey-auth-".len() + 13..])
+    );
+}
+
+#[tokio::test]
+async fn create_preauth_key_for_tags_alone_and_with_a_numeric_user() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let r = k
+        .post(
+            "/api/v1/preauthkey",
+            json!({"aclTags": ["tag:server"], "ephemeral": true}),
+        )
+        .await;
+    assert_eq!(r.ok()["preAuthKey"]["user"], Value::Null);
+    assert_eq!(r.body["preAuthKey"]["aclTags"], json!(["tag:server"]));
+    assert_eq!(r.body["preAuthKey"]["expiration"], Value::Null);
+    let r = k
+        .post("/api/v1/preauthkey", json!({"user": alice.id}))
+        .await;
+    assert_eq!(r.ok()["preAuthKey"]["user"]["id"], alice.id.to_string());
+}
+
+#[tokio::test]
+async fn create_preauth_key_refusals() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey",
+        Some(json!({"user": "99"})),
+        404,
+    )
+    .await;
+    let detail = k
+        .refused(Method::POST, "/api/v1/preauthkey", Some(json!({})), 422)
+        .await;
+    assert!(detail.contains("user"), "{detail}");
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey",
+        Some(json!({"user": "1", "aclTags": ["server"]})),
+        422,
+    )
+    .await;
+    let past = t0() - Duration::hours(1);
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey",
+        Some(json!({"user": "1", "expiration": past})),
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_preauth_keys_by_user() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    for user in [&alice, &bob, &bob] {
+        k.tailnet
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let count = |r: Reply| r.ok()["preAuthKeys"].as_array().unwrap().len();
+    assert_eq!(count(k.get("/api/v1/preauthkey").await), 3);
+    assert_eq!(
+        count(k.get(&format!("/api/v1/preauthkey?user={}", bob.id)).await),
+        2
+    );
+    assert_eq!(count(k.get("/api/v1/preauthkey?user=alice").await), 1);
+    assert_eq!(count(k.get("/api/v1/preauthkey?user=0").await), 3);
+    k.get("/api/v1/preauthkey?user=carol").await.problem(404);
+    k.get("/api/v1/preauthkey?user=99").await.problem(404);
+}
+
+#[tokio::test]
+async fn expire_preauth_key_by_id_or_by_key() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(
+            k.tailnet
+                .create_preauth_key(NewPreAuthKey {
+                    user: Some(alice.id),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    let expired = |id: i64| {
+        k.tailnet
+            .find_preauth_key(&id.to_string())
+            .unwrap()
+            .is_expired(k.tailnet.now())
+    };
+
+    assert_eq!(
+        k.post(
+            "/api/v1/preauthkey/expire",
+            json!({"id": made[0].0.id.to_string()})
+        )
+        .await
+        .ok(),
+        &json!({})
+    );
+    assert!(expired(made[0].0.id));
+    // headscale 0.27: the key's text and its owner.
+    let r = k
+        .post(
+            "/api/v1/preauthkey/expire",
+            json!({"user": alice.id, "key": made[1].1}),
+        )
+        .await;
+    r.ok();
+    assert!(expired(made[1].0.id));
+    // The masked form a listing shows.
+    let masked = format!("hskey-auth-{}-***", made[2].0.prefix);
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey/expire",
+        Some(json!({"user": bob.id, "key": masked})),
+        404,
+    )
+    .await;
+    k.post("/api/v1/preauthkey/expire", json!({"key": masked}))
+        .await
+        .ok();
+    assert!(expired(made[2].0.id));
+
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey/expire",
+        Some(json!({"id": "99"})),
+        404,
+    )
+    .await;
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/preauthkey/expire",
+            Some(json!({})),
+            400,
+        )
+        .await;
+    assert!(detail.contains("id"), "{detail}");
+    k.refused(
+        Method::POST,
+        "/api/v1/preauthkey/expire",
+        Some(json!({"id": "x"})),
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delete_preauth_key() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let (key, _) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(alice.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    k.refused(Method::DELETE, "/api/v1/preauthkey", None, 400)
+        .await;
+    k.refused(Method::DELETE, "/api/v1/preauthkey?id=abc", None, 400)
+        .await;
+    k.refused(Method::DELETE, "/api/v1/preauthkey?id=99", None, 404)
+        .await;
+    assert_eq!(
+        k.delete(&format!("/api/v1/preauthkey?id={}", key.id))
+            .await
+            .ok(),
+        &json!({})
+    );
+    assert!(k.tailnet.list_preauth_keys(None).is_empty());
+}
+
+// --- nodes ------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_node_answers_headscales_shape() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "My Laptop").await;
+    let r = k.get(&format!("/api/v1/node/{}", node.id)).await;
+    let n = &r.ok()["node"];
+    assert_eq!(n["id"], node.id.to_string());
+    assert_eq!(n["machineKey"], format!("mkey:{}", "01".repeat(32)));
+    assert_eq!(n["nodeKey"], format!("nodekey:{}", "01".repeat(32)));
+    assert!(n["discoKey"].as_str().unwrap().starts_with("discokey:"));
+    assert_eq!(n["ipAddresses"], json!(["100.64.0.1", "fd7a:115c:a1e0::1"]));
+    assert_eq!(n["name"], "My Laptop");
+    assert_eq!(n["givenName"], "my-laptop");
+    assert_eq!(n["user"]["name"], "alice");
+    assert_eq!(n["registerMethod"], "REGISTER_METHOD_AUTH_KEY");
+    assert_eq!(n["online"], false);
+    assert_eq!(n["createdAt"], "2026-01-01T00:00:00Z");
+    assert_eq!(n["expiry"], Value::Null);
+    assert!(n.get("lastSeen").is_some());
+    assert!(n["preAuthKey"]["key"].as_str().unwrap().ends_with("-***"));
+    assert_eq!(n["tags"], json!([]));
+    assert_eq!(n["approvedRoutes"], json!([]));
+    assert_eq!(n["availableRoutes"], json!([]));
+    assert_eq!(n["subnetRoutes"], json!([]));
+
+    k.get("/api/v1/node/99").await.problem(404);
+    let detail = k.get("/api/v1/node/laptop").await.problem(400);
+    assert!(
+        detail.contains("nodeId") && detail.contains("laptop"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn list_nodes_by_user() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    k.node(&alice, 1, "a1").await;
+    k.node(&bob, 2, "b1").await;
+    k.node(&alice, 3, "a2").await;
+    let names = |r: Reply| -> Vec<String> {
+        r.ok()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["givenName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(k.get("/api/v1/node").await), ["a1", "b1", "a2"]);
+    assert_eq!(names(k.get("/api/v1/node?user=alice").await), ["a1", "a2"]);
+    assert_eq!(
+        names(k.get(&format!("/api/v1/node?user={}", bob.id)).await),
+        ["b1"]
+    );
+    k.get("/api/v1/node?user=carol").await.problem(404);
+}
+
+#[tokio::test]
+async fn delete_node() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    k.refused(Method::DELETE, "/api/v1/node/99", None, 404)
+        .await;
+    k.refused(Method::DELETE, "/api/v1/node/abc", None, 400)
+        .await;
+    assert_eq!(
+        k.delete(&format!("/api/v1/node/{}", node.id)).await.ok(),
+        &json!({})
+    );
+    assert!(k.tailnet.list_nodes(None).is_empty());
+}
+
+#[tokio::test]
+async fn expire_node_now_at_a_time_or_from_the_query() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    let uri = format!("/api/v1/node/{}/expire", node.id);
+
+    k.clock.advance(Duration::minutes(5));
+    let r = k.call(Method::POST, &uri, None).await;
+    assert_eq!(r.ok()["node"]["expiry"], "2026-01-01T00:05:00Z");
+
+    let r = k
+        .post(&uri, json!({"expiry": "2026-03-01T12:00:00+01:00"}))
+        .await;
+    assert_eq!(r.ok()["node"]["expiry"], "2026-03-01T11:00:00Z");
+
+    let r = k
+        .call(
+            Method::POST,
+            &format!("{uri}?expiry=2026-04-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok()["node"]["expiry"], "2026-04-01T00:00:00Z");
+
+    let detail = k
+        .refused(Method::POST, &format!("{uri}?expiry=soon"), None, 400)
+        .await;
+    assert!(
+        detail.contains("expiry") && detail.contains("soon"),
+        "{detail}"
+    );
+    k.refused(
+        Method::POST,
+        &uri,
+        Some(json!({"disableExpiry": true})),
+        501,
+    )
+    .await;
+    k.refused(Method::POST, "/api/v1/node/99/expire", None, 404)
+        .await;
+}
+
+#[tokio::test]
+async fn rename_node() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    k.node(&alice, 2, "desktop").await;
+    let r = k
+        .call(
+            Method::POST,
+            &format!("/api/v1/node/{}/rename/work", node.id),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok()["node"]["givenName"], "work");
+    assert_eq!(r.body["node"]["name"], "laptop");
+
+    k.refused(
+        Method::POST,
+        &format!("/api/v1/node/{}/rename/desktop", node.id),
+        None,
+        409,
+    )
+    .await;
+    k.refused(
+        Method::POST,
+        &format!("/api/v1/node/{}/rename/Not_A_Label", node.id),
+        None,
+        422,
+    )
+    .await;
+    k.refused(Method::POST, "/api/v1/node/99/rename/x", None, 404)
+        .await;
+}
+
+#[tokio::test]
+async fn move_node() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    let uri = format!("/api/v1/node/{}/user", node.id);
+    let r = k.post(&uri, json!({"user": bob.id.to_string()})).await;
+    assert_eq!(r.ok()["node"]["user"]["name"], "bob");
+    assert_eq!(k.tailnet.get_node(node.id).unwrap().user_id, Some(bob.id));
+
+    k.refused(Method::POST, &uri, Some(json!({"user": "99"})), 404)
+        .await;
+    k.refused(Method::POST, &uri, Some(json!({})), 400).await;
+    k.refused(
+        Method::POST,
+        "/api/v1/node/99/user",
+        Some(json!({"user": alice.id})),
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn set_tags() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    let uri = format!("/api/v1/node/{}/tags", node.id);
+    let r = k.post(&uri, json!({"tags": ["tag:web", "tag:db"]})).await;
+    let n = &r.ok()["node"];
+    assert_eq!(n["tags"], json!(["tag:db", "tag:web"]));
+    // Tagged nodes are shown as owned by the tagged-devices pseudo-user.
+    assert_eq!(n["user"]["name"], "tagged-devices");
+
+    k.refused(Method::POST, &uri, Some(json!({"tags": ["web"]})), 422)
+        .await;
+    k.refused(Method::POST, &uri, Some(json!({"tags": "tag:web"})), 400)
+        .await;
+    k.refused(
+        Method::POST,
+        "/api/v1/node/99/tags",
+        Some(json!({"tags": ["tag:a"]})),
+        404,
+    )
+    .await;
+
+    let r = k.post(&uri, json!({"tags": []})).await;
+    assert_eq!(r.ok()["node"]["user"]["name"], "alice");
+}
+
+// --- the OpenAPI document -----------------------------------------------------
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// `{nodeId}` → `1`: a concrete path that the route matches.
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push('1');
+            }
+            '}' => in_param = false,
+            _ if !in_param => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_document_is_served_as_yaml_and_json() {
+    let k = Kit::new().await;
+    let json_doc = k.get("/api/v1/openapi.json").await;
+    assert_eq!(json_doc.ok()["openapi"], "3.1.0");
+    let yaml = k
+        .raw(Method::GET, "/api/v1/openapi.yaml", Body::empty(), None)
+        .await;
+    assert_eq!(yaml.status, StatusCode::OK);
+    assert_eq!(yaml.content_type, "application/yaml");
+    let from_yaml: Value = serde_yaml_ng::from_str(yaml.body.as_str().unwrap()).unwrap();
+    assert_eq!(from_yaml, json_doc.body);
+    assert!(json_doc.body["paths"]["/api/v1/node/{nodeId}/user"]["post"].is_object());
+}
+
+/// Every operation in the document is served, with exactly the document's
+/// methods on each path.
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let k = Kit::new().await;
+    let doc = serde_json::to_value(crate::openapi()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{paths:?}");
+    for (path, item) in paths {
+        for method in METHODS {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = k.call(m, &concrete(path), None).await;
+            let routed = r.body["type"] != "urn:headway:problem:no_route"
+                && r.body["type"] != "urn:headway:problem:method_not_allowed";
+            assert_eq!(
+                routed,
+                item.get(method).is_some(),
+                "{method} {path}: {:#}",
+                r.body
+            );
+        }
+    }
+}
+
+/// Every path of the router is in the document (the routes serving the
+/// document itself excepted). axum does not list its routes, so they are
+/// read from its debug output; the count check makes this test fail rather
+/// than pass vacuously should that output change.
+#[tokio::test]
+async fn every_routed_path_is_documented() {
+    let k = Kit::new().await;
+    let debug = format!("{:?}", k.router);
+    let routed: BTreeSet<String> = debug
+        .split('"')
+        .filter(|s| s.starts_with("/api/"))
+        .map(str::to_string)
+        .collect();
+    let doc = serde_json::to_value(crate::openapi()).unwrap();
+    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let meta: BTreeSet<String> = ["yaml", "json"]
+        .iter()
+        .map(|ext| format!("{}.{ext}", crate::OPENAPI_PATH))
+        .collect();
+    assert_eq!(
+        routed.len(),
+        documented.len() + meta.len(),
+        "routed: {routed:?}"
+    );
+    let undocumented: Vec<_> = routed
+        .difference(&documented)
+        .filter(|p| !meta.contains(*p))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the OpenAPI document: {undocumented:?}"
+    );
+}
+
+/// headscale's paths that tools call; a missing one breaks them.
+#[test]
+fn headscales_paths_are_all_present() {
+    let doc = serde_json::to_value(crate::openapi()).unwrap();
+    let expected: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("/api/v1/health", &["get"][..]),
+        ("/api/v1/user", &["get", "post"][..]),
+        ("/api/v1/user/{oldId}/rename/{newName}", &["post"][..]),
+        ("/api/v1/user/{id}", &["delete"][..]),
+        ("/api/v1/preauthkey", &["get", "post", "delete"][..]),
+        ("/api/v1/preauthkey/expire", &["post"][..]),
+        ("/api/v1/node", &["get"][..]),
+        ("/api/v1/node/{nodeId}", &["get", "delete"][..]),
+        ("/api/v1/node/{nodeId}/expire", &["post"][..]),
+        ("/api/v1/node/{nodeId}/rename/{newName}", &["post"][..]),
+        ("/api/v1/node/{nodeId}/user", &["post"][..]),
+        ("/api/v1/node/{nodeId}/tags", &["post"][..]),
+    ]);
+    for (path, methods) in expected {
+        for method in methods {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} missing"
+            );
+        }
+    }
+}
