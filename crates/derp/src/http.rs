@@ -172,7 +172,7 @@ fn is_valid_challenge(c: &str) -> bool {
 }
 
 /// The part of a WebSocket message the byte-stream adapter cares about.
-pub(crate) enum WsPayload {
+pub enum WsPayload {
     Bytes(Bytes),
     Ignore,
     Close,
@@ -180,7 +180,7 @@ pub(crate) enum WsPayload {
 }
 
 /// A WebSocket message type that can carry a byte stream in binary messages.
-pub(crate) trait WsMessage: Sized {
+pub trait WsMessage: Sized {
     fn binary(data: Bytes) -> Self;
     fn payload(self) -> WsPayload;
 }
@@ -201,7 +201,7 @@ impl WsMessage for Message {
 }
 
 /// A byte stream over WebSocket binary messages (message boundaries carry no meaning).
-pub(crate) struct WsStream<S, M> {
+pub struct WsStream<S, M> {
     inner: S,
     pending: Bytes,
     _message: PhantomData<fn() -> M>,
@@ -246,7 +246,7 @@ where
                     WsPayload::Text => {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            "DERP over WebSocket carries binary messages only, got a text message",
+                            "this WebSocket carries binary messages only, got a text message",
                         )));
                     }
                 },

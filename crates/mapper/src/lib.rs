@@ -4,6 +4,7 @@
 //! full map a session sends when it connects, or the delta for what its
 //! [`Pending`] set says changed. No I/O, no locks held across calls.
 
+mod derp;
 mod dns;
 mod nodes;
 
@@ -17,6 +18,7 @@ use headway_state::model::{Node, NodeId, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_
 use headway_state::sessions::Pending;
 use headway_state::settings::Settings;
 
+pub use derp::derp_map_for;
 pub use dns::dns_config;
 pub use nodes::{fqdn, peer_node, self_node};
 
@@ -119,7 +121,7 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
     };
     MapResponse {
         node: Some(self_node(src, me, now)),
-        derp_map: Some(settings.derp_map.clone()),
+        derp_map: Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned()),
         peers: tail_peers,
         peers_removed,
         dns_config: Some(dns_config(settings, me)),
@@ -168,7 +170,7 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
         msg.dns_config = Some(dns_config(settings, me));
     }
     if pending.derp_map {
-        msg.derp_map = Some(settings.derp_map.clone());
+        msg.derp_map = Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned());
     }
     if pending.ssh_policy {
         msg.ssh_policy = Some(src.ssh_policy(me).unwrap_or_default());

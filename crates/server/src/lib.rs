@@ -1,1 +1,251 @@
-//! headway-server (being written).
+//! Headway's wiring: binds the listeners, loads the tailnet from storage,
+//! and connects the control protocol, the embedded DERP relay and STUN
+//! server, the admin API on the local socket, and the background jobs.
+//!
+//! Nothing here decides anything about the tailnet: that is `headway-state`.
+
+pub mod control;
+mod derpmap;
+mod embedded_derp;
+mod jobs;
+mod keys;
+mod settings;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use headway_config::{Config, DatabaseBackend, Loaded, TlsConfig};
+use headway_state::Tailnet;
+use headway_state::clock::SystemClock;
+use headway_state::store::Store;
+use headway_store::{PostgresOptions, SqlStore};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use control::{Control, Timing};
+use embedded_derp::EmbeddedDerp;
+
+/// Runs the server until SIGINT/SIGTERM: what `headway serve` does.
+pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
+    tracing::info!("configuration: {}", loaded.source_description);
+    let shutdown = CancellationToken::new();
+    let server = Server::start(loaded.config, shutdown.clone()).await?;
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    server.wait().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A running server. Listeners are bound when `start` returns.
+pub struct Server {
+    pub tailnet: Arc<Tailnet>,
+    pub listen_addr: SocketAddr,
+    pub derp_tls_addr: Option<SocketAddr>,
+    pub stun_addr: Option<SocketAddr>,
+    pub unix_socket: PathBuf,
+    tasks: JoinSet<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.database.backend {
+        DatabaseBackend::Sqlite(s) => Arc::new(SqlStore::open_sqlite(&s.path).await?),
+        DatabaseBackend::Postgres(p) => Arc::new(
+            SqlStore::open_postgres(&PostgresOptions {
+                host: p.host.clone(),
+                port: p.port,
+                database: p.name.clone(),
+                user: p.user.clone(),
+                password: p.pass.as_ref().map(|s| s.expose().to_string()),
+                ssl_mode: p.ssl.as_str().to_string(),
+                max_connections: p.max_open_conns.max(2),
+            })
+            .await?,
+        ),
+    })
+}
+
+async fn bind_tcp(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} ({key}); is another server using it?"))
+}
+
+impl Server {
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        tracing::info!(database = %store.describe(), "database ready");
+        let noise_key = keys::load_or_create(&config.noise.private_key_path, "Noise private key")?;
+
+        let listener = bind_tcp(config.listen_addr, "control server", "listen_addr").await?;
+        let listen_addr = listener.local_addr()?;
+        let mut tasks = JoinSet::new();
+
+        // The embedded DERP region names the ports, so bind them first.
+        let derp = if config.derp.server.enabled { Some(EmbeddedDerp::bind(&config).await?) } else { None };
+        let mut derp_map = headway_proto::tailcfg::DerpMap::default();
+        if let Some(d) = derp.as_ref().filter(|_| config.derp.server.automatically_add_embedded_derp_region) {
+            derp_map.regions.insert(d.region.region_id, d.region.clone());
+        }
+        for p in &config.derp.paths {
+            derpmap::merge(&mut derp_map, derpmap::load_file(p)?);
+        }
+        for url in &config.derp.urls {
+            match derpmap::fetch(url).await {
+                Ok(m) => derpmap::merge(&mut derp_map, m),
+                Err(e) => tracing::warn!("derp.urls: could not fetch {url}: {e:#}; continuing without its regions"),
+            }
+        }
+        if derp_map.regions.is_empty() {
+            tracing::warn!("the DERP map is empty: clients behind NAT cannot reach each other and may not reach Running; enable derp.server or set derp.urls/derp.paths");
+        }
+
+        let settings = settings::from_config(&config, derp_map);
+        let tailnet = Tailnet::load(store, Arc::new(SystemClock), settings).await?;
+        tracing::info!(nodes = tailnet.nodes().len(), users = tailnet.users().len(), "tailnet loaded");
+
+        let control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
+        let mut app: Router = control.router().route("/health", axum::routing::get(health));
+        let (derp_tls_addr, stun_addr) = match derp {
+            Some(d) => {
+                let addrs = (d.tls_addr, d.stun_addr);
+                if let Some(router) = d.spawn(&config, &tailnet, &mut tasks, &shutdown)? {
+                    app = app.merge(router);
+                }
+                addrs
+            }
+            None => (None, None),
+        };
+        match &config.tls {
+            None => {
+                let sd = shutdown.clone();
+                tasks.spawn(async move {
+                    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(sd.cancelled_owned())
+                        .await
+                        .context("control listener failed")
+                });
+            }
+            Some(TlsConfig::Files { cert_path, key_path }) => {
+                let tls = load_tls(cert_path, key_path)?;
+                let sd = shutdown.clone();
+                tasks.spawn(async move {
+                    headway_derp::serve_tls(listener, tls, app, sd.cancelled_owned()).await.context("TLS listener failed")
+                });
+            }
+            Some(TlsConfig::LetsEncrypt(_)) => {
+                bail!("tls_letsencrypt_hostname: ACME certificates are not supported by this build yet; use tls_cert_path/tls_key_path or a TLS proxy")
+            }
+        }
+
+        let unix_socket = config.unix_socket.clone();
+        let api = bind_unix(&unix_socket, config.unix_socket_permission)?;
+        {
+            let router = headway_api::router(tailnet.clone());
+            let sd = shutdown.clone();
+            tasks.spawn(async move {
+                axum::serve(api, router).with_graceful_shutdown(sd.cancelled_owned()).await.context("admin socket failed")
+            });
+        }
+
+        jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
+        tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), "Headway is serving");
+        Ok(Server { tailnet, listen_addr, derp_tls_addr, stun_addr, unix_socket, tasks, shutdown })
+    }
+
+    /// Waits until shutdown (or until a listener fails, which stops the rest).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(res) = self.tasks.join_next().await {
+            let res = res.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = res {
+                if first_error.is_none() {
+                    tracing::error!("{e:#}");
+                    first_error = Some(e);
+                }
+                self.shutdown.cancel();
+            }
+        }
+        if let Err(e) = self.tailnet.flush_soft_state().await {
+            tracing::warn!("could not save the last node state at shutdown: {e}");
+        }
+        let _ = std::fs::remove_file(&self.unix_socket);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {} for unix_socket", dir.display()))?;
+    }
+    if path.exists() {
+        // A live server answers on it; a stale file from a crash does not.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("unix_socket {} is in use: is another headway server running?", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("cannot create unix_socket {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting permissions of {}", path.display()))?;
+    }
+    Ok(l)
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("tls_cert_path: reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls_cert_path: {} is not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        bail!("tls_cert_path: {} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("tls_key_path: {} is not a PEM private key", key.display()))?;
+    Ok(headway_derp::tls::server_config(certs, key)?)
+}
+

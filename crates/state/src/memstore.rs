@@ -38,6 +38,7 @@ impl MemStore {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // test-only staging list
 enum Op {
     User(User),
     DelUser(UserId),

@@ -195,10 +195,10 @@ impl Store for SqlStore {
             let keys = sqlx::query(rows::SELECT_KEYS).fetch_all(pool).await.map_err(db_err)?;
             let policy = sqlx::query(rows::SELECT_POLICY).fetch_optional(pool).await.map_err(db_err)?;
             Ok(Snapshot {
-                users: users.iter().map(|r| m::user(r)).collect::<Result<_, _>>()?,
-                nodes: nodes.iter().map(|r| m::node(r)).collect::<Result<_, _>>()?,
-                preauth_keys: keys.iter().map(|r| m::preauth_key(r)).collect::<Result<_, _>>()?,
-                policy: policy.as_ref().map(|r| m::policy(r)).transpose()?,
+                users: users.iter().map(m::user).collect::<Result<_, _>>()?,
+                nodes: nodes.iter().map(m::node).collect::<Result<_, _>>()?,
+                preauth_keys: keys.iter().map(m::preauth_key).collect::<Result<_, _>>()?,
+                policy: policy.as_ref().map(m::policy).transpose()?,
             })
         })
     }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 //! The same store test-suite against SQLite and PostgreSQL.
 //!
 //! PostgreSQL tests create and drop their own database on the server named by

@@ -126,13 +126,12 @@ impl Tailnet {
         let now = self.now();
         let _w = self.write.lock().await;
         let known = self.node_by_key(&req.node_key);
-        if let Some(n) = &known {
-            if n.machine_key != machine_key {
+        if let Some(n) = &known
+            && n.machine_key != machine_key {
                 return Err(Error::Unauthorized(
                     "node key belongs to another machine".into(),
                 ));
             }
-        }
 
         // 1. A past expiry is a logout, whatever else the request carries.
         if req.expiry.is_some_and(|e| e <= now) {
@@ -244,17 +243,15 @@ impl Tailnet {
         let is_refresh = existing.as_ref().is_some_and(|n| {
             n.node_key == req.node_key && n.auth_key_id == Some(key.id) && !n.is_expired(now)
         });
-        if !is_refresh {
-            if let Err(r) = check_usable(&key, now) {
+        if !is_refresh
+            && let Err(r) = check_usable(&key, now) {
                 tracing::info!(machine = %machine_key.short(), key.prefix = %key.prefix, "registration refused: {}", r.message());
                 return Ok((refused(r.message()), RegisterOutcome::Refused));
             }
-        }
-        if let Some(other) = self.node_by_key(&req.node_key) {
-            if other.machine_key != machine_key {
+        if let Some(other) = self.node_by_key(&req.node_key)
+            && other.machine_key != machine_key {
                 return Err(Error::Unauthorized("node key belongs to another machine".into()));
             }
-        }
 
         let hostinfo = req.hostinfo.clone().unwrap_or_default();
         let expiry = if !key.tags.is_empty() {
@@ -411,13 +408,12 @@ impl Tailnet {
         let mut full_change = false;
         if let Some(h) = &req.hostinfo {
             let merged = merge_hostinfo(&node.hostinfo, h.clone());
-            if let Some(derp) = merged.net_info.as_ref().map(|i| i.preferred_derp).filter(|d| *d != 0) {
-                if derp != node.home_derp {
+            if let Some(derp) = merged.net_info.as_ref().map(|i| i.preferred_derp).filter(|d| *d != 0)
+                && derp != node.home_derp {
                     node.home_derp = derp;
                     patch.derp_region = derp;
                     patched = true;
                 }
-            }
             if peer_visible_hostinfo(&merged) != peer_visible_hostinfo(&node.hostinfo) {
                 full_change = true;
             }

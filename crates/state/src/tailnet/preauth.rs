@@ -44,14 +44,13 @@ impl Tailnet {
             return Err(Error::Invalid("a pre-auth key needs a user (--user) or tags (--tags)".into()));
         }
         let now = self.now();
-        if let Some(exp) = new.expiration {
-            if exp <= now {
+        if let Some(exp) = new.expiration
+            && exp <= now {
                 return Err(Error::Invalid(format!(
                     "expiration {} is in the past; give a positive duration such as --expiration 24h",
                     exp.to_rfc3339()
                 )));
             }
-        }
         let _w = self.write.lock().await;
         if let Some(u) = new.user {
             self.require_user(u)?;

@@ -80,11 +80,10 @@ impl Tailnet {
     /// Finds a user by numeric id or by name.
     pub fn resolve_user(&self, name_or_id: &str) -> Result<Arc<User>> {
         let inner = self.inner.read();
-        if let Ok(id) = name_or_id.parse::<UserId>() {
-            if let Some(u) = inner.users.get(&id) {
+        if let Ok(id) = name_or_id.parse::<UserId>()
+            && let Some(u) = inner.users.get(&id) {
                 return Ok(u.clone());
             }
-        }
         inner
             .user_by_name(name_or_id)
             .cloned()
