@@ -102,6 +102,11 @@ async fn bind_tcp(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<Tcp
 
 impl Server {
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        Self::start_with(config, Timing::default(), shutdown).await
+    }
+
+    /// [`Server::start`] with other map-stream timers (tests shorten them).
+    pub async fn start_with(config: Config, timing: Timing, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         tracing::info!(database = %store.describe(), "database ready");
         let noise_key = keys::load_or_create(&config.noise.private_key_path, "Noise private key")?;
@@ -133,7 +138,8 @@ impl Server {
         let tailnet = Tailnet::load(store, Arc::new(SystemClock), settings).await?;
         tracing::info!(nodes = tailnet.nodes().len(), users = tailnet.users().len(), "tailnet loaded");
 
-        let control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
+        let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
+        control.timing = timing;
         let mut app: Router = control.router().route("/health", axum::routing::get(health));
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
