@@ -32,7 +32,7 @@ async fn start() -> TestServer {
     let env: Env = [("HEADWAY_DATA_DIR", dir.path().display().to_string())].into_iter().collect();
     let overrides = Overrides::new()
         .with("server_url", &url)
-        .with("listen_addr", &format!("127.0.0.1:{port}"))
+        .with("listen_addr", format!("127.0.0.1:{port}"))
         .with("derp.server.stun_listen_addr", "127.0.0.1:0")
         .with("derp.server.tls_listen_addr", "127.0.0.1:0");
     let loaded = headway_config::load(None, &env, &overrides).unwrap();
