@@ -209,6 +209,10 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ("logtail.", "client log upload (logtail)", None),
     ("taildrop.", "the Taildrop switch", None),
     ("auto_update.", "the client auto-update default", None),
+    ("policy.", "the policy engine", Some("policy.path")),
+    ("dns.extra_records_path", "extra DNS records from a file", None),
+    ("trusted_proxies", "trusting forwarded-for headers", None),
+    ("metrics_listen_addr", "the metrics listener", None),
 ];
 
 /// headscale keys that have no meaning in Headway. They are accepted (a

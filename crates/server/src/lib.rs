@@ -183,6 +183,9 @@ impl Server {
             });
         }
 
+        if let Some(addr) = config.metrics_listen_addr {
+            tracing::warn!(%addr, "metrics_listen_addr: the metrics listener is not built into Headway yet; nothing listens there");
+        }
         jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), "Headway is serving");
         Ok(Server { tailnet, listen_addr, derp_tls_addr, stun_addr, unix_socket, tasks, shutdown })
