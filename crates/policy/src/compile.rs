@@ -139,6 +139,52 @@ pub struct CompiledPolicy {
     pub(crate) caps: Vec<headway_proto::tailcfg::NodeCapMap>,
     /// `SrcIPs` of each autogroup:self rule per owner: the owner's devices that are sources.
     self_sources: HashMap<(usize, UserId), Arc<[String]>>,
+    pub(crate) index: TailnetIndex,
+    /// Per subnet route: the rules reaching into it and its routers.
+    route_rules: HashMap<IpNet, RouteRules>,
+    /// Rules reaching the internet (used by exit nodes).
+    internet_rules: RouteRules,
+    /// `autogroup:internet`, computed once.
+    internet: AddrSet,
+}
+
+/// Which rules concern an address range (a subnet route, or the internet).
+#[derive(Debug, Clone, Default)]
+struct RouteRules {
+    /// Rules without via whose destinations overlap the range.
+    dst_direct: BitSet,
+    /// Rules with via whose destinations overlap the range.
+    dst_via: BitSet,
+    /// Rules without via whose sources overlap the range.
+    src_direct: BitSet,
+    /// Nodes serving the route.
+    routers: Vec<usize>,
+}
+
+impl RouteRules {
+    fn new(rules: &[Rule], range: &AddrSet) -> Self {
+        let mut rr = RouteRules {
+            dst_direct: BitSet::with_len(rules.len()),
+            dst_via: BitSet::with_len(rules.len()),
+            src_direct: BitSet::with_len(rules.len()),
+            routers: vec![],
+        };
+        for (ri, rule) in rules.iter().enumerate() {
+            let dst = rule
+                .dsts
+                .iter()
+                .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(range))));
+            match (dst, rule.via.is_empty()) {
+                (true, true) => rr.dst_direct.set(ri),
+                (true, false) => rr.dst_via.set(ri),
+                _ => {}
+            }
+            if rule.via.is_empty() && rule.src_set.overlaps(range) {
+                rr.src_direct.set(ri);
+            }
+        }
+        rr
+    }
 }
 
 fn node_ip_tokens(n: &NodeFacts, out: &mut Vec<String>, seen: &mut BTreeSet<String>) {
@@ -150,49 +196,102 @@ fn node_ip_tokens(n: &NodeFacts, out: &mut Vec<String>, seen: &mut BTreeSet<Stri
     }
 }
 
+/// Lookup tables over the tailnet, built once per compilation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TailnetIndex {
+    node_count: usize,
+    /// Untagged nodes per owner.
+    by_owner: HashMap<UserId, Vec<usize>>,
+    by_tag: HashMap<String, Vec<usize>>,
+    owned: Vec<usize>,
+    tagged: Vec<usize>,
+    /// Policy tokens naming users: e-mail, login name and `name@`.
+    user_tokens: HashMap<String, Vec<UserId>>,
+    /// Users per e-mail domain (for `user:*@domain`).
+    by_domain: HashMap<String, Vec<UserId>>,
+}
+
+impl TailnetIndex {
+    pub fn new(users: &[PolicyUser], nodes: &[NodeFacts]) -> Self {
+        let mut ix = TailnetIndex { node_count: nodes.len(), ..Default::default() };
+        for (i, n) in nodes.iter().enumerate() {
+            match n.owner {
+                Some(uid) => {
+                    ix.by_owner.entry(uid).or_default().push(i);
+                    ix.owned.push(i);
+                }
+                None if n.node.is_tagged() => ix.tagged.push(i),
+                None => {}
+            }
+            for t in &n.node.tags {
+                ix.by_tag.entry(t.clone()).or_default().push(i);
+            }
+        }
+        for u in users {
+            let mut tokens = vec![u.name.clone(), format!("{}@", u.name)];
+            if !u.email.is_empty() {
+                tokens.push(u.email.clone());
+            }
+            tokens.dedup();
+            for t in tokens {
+                ix.user_tokens.entry(t).or_default().push(u.id);
+            }
+            if let Some(d) = u.email_domain() {
+                ix.by_domain.entry(d.to_owned()).or_default().push(u.id);
+            }
+        }
+        ix
+    }
+
+    fn users_named(&self, token: &str) -> &[UserId] {
+        self.user_tokens.get(token).map_or(&[], Vec::as_slice)
+    }
+
+    fn add_owned_by(&self, set: &mut BitSet, uid: UserId) {
+        for &i in self.by_owner.get(&uid).map_or(&[][..], Vec::as_slice) {
+            set.set(i);
+        }
+    }
+}
+
 /// Resolves selectors against the tailnet.
 pub(crate) struct Resolver<'a> {
     pub policy: &'a Policy,
-    pub users: &'a [PolicyUser],
     pub nodes: &'a [NodeFacts],
+    pub index: &'a TailnetIndex,
 }
 
 impl Resolver<'_> {
-    fn user_matches(&self, owner: Option<UserId>, token: &str) -> bool {
-        let Some(uid) = owner else { return false };
-        self.users.iter().any(|u| u.id == uid && u.matches(token))
-    }
-
     /// Nodes an identity selector stands for; `None` for address selectors.
     pub fn nodes_of(&self, alias: &Alias) -> Option<BitSet> {
-        let mut set = BitSet::with_len(self.nodes.len());
-        let pick = |set: &mut BitSet, f: &dyn Fn(&NodeFacts) -> bool| {
-            for (i, n) in self.nodes.iter().enumerate() {
-                if f(n) {
+        let ix = self.index;
+        let mut set = BitSet::with_len(ix.node_count);
+        match alias {
+            Alias::User(u) => {
+                for &uid in ix.users_named(u) {
+                    ix.add_owned_by(&mut set, uid);
+                }
+            }
+            Alias::UserDomain(d) => {
+                for &uid in ix.by_domain.get(d).map_or(&[][..], Vec::as_slice) {
+                    ix.add_owned_by(&mut set, uid);
+                }
+            }
+            Alias::Group(g) => {
+                for member in self.policy.groups.get(g).map_or(&[][..], Vec::as_slice) {
+                    for &uid in ix.users_named(member) {
+                        ix.add_owned_by(&mut set, uid);
+                    }
+                }
+            }
+            Alias::Tag(t) => {
+                for &i in ix.by_tag.get(t).map_or(&[][..], Vec::as_slice) {
                     set.set(i);
                 }
             }
-        };
-        match alias {
-            Alias::User(u) => pick(&mut set, &|n| self.user_matches(n.owner, u)),
-            Alias::UserDomain(d) => pick(&mut set, &|n| {
-                n.owner.is_some_and(|uid| {
-                    self.users
-                        .iter()
-                        .any(|u| u.id == uid && u.email_domain() == Some(d.as_str()))
-                })
-            }),
-            Alias::Group(g) => {
-                let members = self.policy.groups.get(g).cloned().unwrap_or_default();
-                pick(&mut set, &|n| {
-                    members.iter().any(|m| self.user_matches(n.owner, m))
-                })
-            }
-            Alias::Tag(t) => pick(&mut set, &|n| n.node.has_tag(t)),
-            Alias::Auto(AutoGroup::Member) => pick(&mut set, &|n| n.owner.is_some()),
-            Alias::Auto(AutoGroup::Tagged) => pick(&mut set, &|n| n.node.is_tagged()),
-            Alias::Auto(AutoGroup::Role(_)) => {}
-            Alias::Auto(AutoGroup::SelfDevices) => {}
+            Alias::Auto(AutoGroup::Member) => ix.owned.iter().for_each(|&i| set.set(i)),
+            Alias::Auto(AutoGroup::Tagged) => ix.tagged.iter().for_each(|&i| set.set(i)),
+            Alias::Auto(AutoGroup::Role(_) | AutoGroup::SelfDevices) => {}
             _ => return None,
         }
         Some(set)
@@ -412,13 +511,14 @@ impl CompiledPolicy {
                 .filter_map(|(r, id)| ids.get(&id).map(|i| (r, *i)))
                 .collect()
         };
+        let index = TailnetIndex::new(users, &facts);
         let (rules, caps) = match &policy {
             Some(p) => {
                 p.check_tailnet_references(users)?;
                 let res = Resolver {
                     policy: p,
-                    users,
                     nodes: &facts,
+                    index: &index,
                 };
                 let rules = if p.has_access_rules {
                     build_rules(&res, &p.grants)
@@ -432,8 +532,8 @@ impl CompiledPolicy {
                 let rules = build_rules(
                     &Resolver {
                         policy: &empty,
-                        users,
                         nodes: &facts,
+                        index: &index,
                     },
                     &[allow_all_grant()],
                 );
@@ -453,9 +553,14 @@ impl CompiledPolicy {
             primaries,
             caps,
             self_sources: HashMap::new(),
+            index,
+            route_rules: HashMap::new(),
+            internet_rules: RouteRules::default(),
+            internet: well_known::internet(),
         };
         compiled.classify();
         compiled.index_self_sources();
+        compiled.index_routes();
         Ok(compiled)
     }
 
@@ -544,21 +649,42 @@ impl CompiledPolicy {
         }
     }
 
-    fn index_self_sources(&mut self) {
-        let mut acc: HashMap<(usize, UserId), (Vec<String>, BTreeSet<String>)> = HashMap::new();
-        for (ri, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.self_dst) {
-            for n in &self.nodes {
-                let Some(owner) = n.owner else { continue };
-                if n.ips.iter().any(|ip| rule.src_set.contains_ip(*ip)) {
-                    let (list, seen) = acc.entry((ri, owner)).or_default();
-                    node_ip_tokens(n, list, seen);
-                }
+    fn index_routes(&mut self) {
+        let mut routes: HashMap<IpNet, RouteRules> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for r in &n.subnet_routes {
+                routes
+                    .entry(*r)
+                    .or_insert_with(|| RouteRules::new(&self.rules, &AddrSet::from_prefix(*r)))
+                    .routers
+                    .push(i);
             }
         }
-        self.self_sources = acc
-            .into_iter()
-            .map(|(k, (list, _))| (k, list.into()))
-            .collect();
+        self.route_rules = routes;
+        self.internet_rules = RouteRules::new(&self.rules, &self.internet);
+    }
+
+    fn index_self_sources(&mut self) {
+        // Self rules often share their sources (autogroup:member); resolve each source set once.
+        let mut by_sources: HashMap<&AddrSet, HashMap<UserId, Arc<[String]>>> = HashMap::new();
+        let mut out = HashMap::new();
+        for (ri, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.self_dst) {
+            let per_owner = by_sources.entry(&rule.src_set).or_insert_with(|| {
+                let mut acc: HashMap<UserId, (Vec<String>, BTreeSet<String>)> = HashMap::new();
+                for n in &self.nodes {
+                    let Some(owner) = n.owner else { continue };
+                    if n.ips.iter().any(|ip| rule.src_set.contains_ip(*ip)) {
+                        let (list, seen) = acc.entry(owner).or_default();
+                        node_ip_tokens(n, list, seen);
+                    }
+                }
+                acc.into_iter().map(|(k, (list, _))| (k, list.into())).collect()
+            });
+            for (owner, tokens) in per_owner.iter() {
+                out.insert((ri, *owner), tokens.clone());
+            }
+        }
+        self.self_sources = out;
     }
 
     fn signature(&self, ni: usize, dst_bits: usize, has_self: bool) -> Signature {
@@ -571,9 +697,7 @@ impl CompiledPolicy {
             }
             for (di, d) in rule.dsts.iter().enumerate() {
                 let start = self.dst_slots[ri][di];
-                for e in self.dst_entries_for(ni, rule, d) {
-                    dst.set(start + e);
-                }
+                self.mark_dst_entries(ni, rule, d, |e| dst.set(start + e));
             }
         }
         Signature {
@@ -583,42 +707,38 @@ impl CompiledPolicy {
         }
     }
 
-    /// Which entries of destination `d` of `rule` concern node `ni`.
-    fn dst_entries_for(&self, ni: usize, rule: &Rule, d: &Dst) -> Vec<usize> {
+    /// Calls `mark` with each entry of destination `d` of `rule` that concerns
+    /// node `ni`: its own address, a subnet it routes, or (for an exit node)
+    /// the internet. A via rule concerns only routers carrying a via tag.
+    fn mark_dst_entries(&self, ni: usize, rule: &Rule, d: &Dst, mut mark: impl FnMut(usize)) {
         let n = &self.nodes[ni];
+        let exit_covers = |set: &AddrSet| n.is_exit() && set.is_subset_of(&self.internet);
         if !rule.via.is_empty() {
             if !rule.via.iter().any(|t| n.node.has_tag(t)) {
-                return vec![];
+                return;
             }
-            let Dst::Addrs(entries) = d else {
-                return vec![];
-            };
-            return entries
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, set))| {
-                    n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r))
-                        || (n.is_exit() && set.is_subset_of(&well_known::internet()))
-                })
-                .map(|(i, _)| i)
-                .collect();
+            if let Dst::Addrs(entries) = d {
+                for (i, (_, set)) in entries.iter().enumerate() {
+                    if n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r)) || exit_covers(set) {
+                        mark(i);
+                    }
+                }
+            }
+            return;
         }
         match d {
             Dst::Nodes(set) => {
                 if set.get(ni) {
-                    vec![0]
-                } else {
-                    vec![]
+                    mark(0);
                 }
             }
-            Dst::Addrs(entries) => entries
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, set))| {
-                    n.touches(set) || (n.is_exit() && set.is_subset_of(&well_known::internet()))
-                })
-                .map(|(i, _)| i)
-                .collect(),
+            Dst::Addrs(entries) => {
+                for (i, (_, set)) in entries.iter().enumerate() {
+                    if n.touches(set) || exit_covers(set) {
+                        mark(i);
+                    }
+                }
+            }
         }
     }
 
@@ -676,8 +796,8 @@ impl CompiledPolicy {
         };
         let res = Resolver {
             policy,
-            users: &self.users,
             nodes: &self.nodes,
+            index: &self.index,
         };
         let mut out = BTreeSet::new();
         for spec in &policy.ssh {
@@ -879,92 +999,67 @@ impl CompiledPolicy {
         out
     }
 
-    /// Whether `viewer` may send to or receive from addresses in `route` (for subnet routes).
+    /// Whether `viewer` may send to or receive from addresses in `route` (a
+    /// subnet route of `router`): it is a source of a rule reaching into the
+    /// route, or a destination of a rule whose sources include the route.
     fn route_visible(&self, viewer: usize, router: usize, route: &IpNet) -> bool {
         // Routers of the same route (high availability) know the primary's route.
         if self.nodes[viewer].subnet_routes.contains(route) {
             return true;
         }
+        let Some(rr) = self.route_rules.get(route) else { return false };
         let class = &self.classes[self.node_class[viewer]];
-        let rset = AddrSet::from_prefix(*route);
-        for (ri, rule) in self.rules.iter().enumerate() {
-            let viewer_src = class.sig.src.get(ri);
-            let viewer_dst = class.dst_rules.get(ri);
-            if !viewer_src && !viewer_dst {
-                continue;
-            }
-            if !rule.via.is_empty() && !rule.via.iter().any(|t| self.nodes[router].node.has_tag(t))
-            {
-                continue;
-            }
-            if viewer_src
-                && rule
-                    .dsts
-                    .iter()
-                    .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset))))
-            {
-                return true;
-            }
-            if viewer_dst && rule.via.is_empty() && rule.src_set.overlaps(&rset) {
-                return true;
-            }
+        class.sig.src.intersects(&rr.dst_direct)
+            || class.dst_rules.intersects(&rr.src_direct)
+            || self.via_applies(&class.sig.src, &rr.dst_via, router)
+    }
+
+    /// Whether one of `rules` (via rules) names a via tag `router` carries.
+    fn via_applies(&self, viewer_src: &BitSet, via_rules: &BitSet, router: usize) -> bool {
+        if via_rules.is_empty() {
+            return false;
         }
-        false
+        let mut candidates = viewer_src.clone();
+        candidates.intersect_with(via_rules);
+        candidates.ones().any(|ri| self.rules[ri].via.iter().any(|t| self.nodes[router].node.has_tag(t)))
     }
 
     /// The router `viewer` uses for `route`. Grants with `via` steer a viewer
     /// to the routers carrying the via tags (the earliest registered online one
-    /// among them); everyone else uses the route's global primary.
+    /// among them); direct access to the route, or none, uses its global primary.
     fn primary_for(&self, viewer: usize, route: &IpNet) -> Option<usize> {
+        let global = self.primaries.get(route).copied();
+        let Some(rr) = self.route_rules.get(route) else { return global };
         let class = &self.classes[self.node_class[viewer]];
-        let rset = AddrSet::from_prefix(*route);
-        let mut via_tags: BTreeSet<&str> = BTreeSet::new();
-        let mut direct = false;
-        for (ri, rule) in self.rules.iter().enumerate() {
-            if !class.sig.src.get(ri) {
-                continue;
-            }
-            if rule
-                .dsts
-                .iter()
-                .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&rset))))
-            {
-                if rule.via.is_empty() {
-                    direct = true;
-                } else {
-                    via_tags.extend(rule.via.iter().map(String::as_str));
-                }
-            }
+        if rr.dst_via.is_empty() || class.sig.src.intersects(&rr.dst_direct) {
+            return global;
         }
-        // Access without `via` to the same route keeps the global primary.
-        if via_tags.is_empty() || direct {
-            return self.primaries.get(route).copied();
+        let mut steering = class.sig.src.clone();
+        steering.intersect_with(&rr.dst_via);
+        let via_tags: BTreeSet<&str> =
+            steering.ones().flat_map(|ri| self.rules[ri].via.iter().map(String::as_str)).collect();
+        if via_tags.is_empty() {
+            return global;
         }
-        self.nodes
+        self.routers_of(route)
             .iter()
-            .enumerate()
-            .filter(|(_, n)| {
-                n.node.online
-                    && n.subnet_routes.contains(route)
-                    && n.node.tags.iter().any(|t| via_tags.contains(t.as_str()))
+            .copied()
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.node.online && n.node.tags.iter().any(|t| via_tags.contains(t.as_str()))
             })
-            .min_by_key(|(_, n)| n.node.id)
-            .map(|(i, _)| i)
+            .min_by_key(|&i| self.nodes[i].node.id)
     }
 
-    /// Whether `viewer` may send traffic to the internet (through an exit node).
+    fn routers_of(&self, route: &IpNet) -> &[usize] {
+        self.route_rules.get(route).map_or(&[], |rr| rr.routers.as_slice())
+    }
+
+    /// Whether `viewer` may send traffic to the internet through exit node `router`.
     fn exit_visible(&self, viewer: usize, router: usize) -> bool {
         let class = &self.classes[self.node_class[viewer]];
-        let inet = well_known::internet();
-        self.rules.iter().enumerate().any(|(ri, rule)| {
-            class.sig.src.get(ri)
-                && (rule.via.is_empty()
-                    || rule.via.iter().any(|t| self.nodes[router].node.has_tag(t)))
-                && rule
-                    .dsts
-                    .iter()
-                    .any(|d| matches!(d, Dst::Addrs(e) if e.iter().any(|(_, s)| s.overlaps(&inet))))
-        })
+        class.sig.src.intersects(&self.internet_rules.dst_direct)
+            || self.via_applies(&class.sig.src, &self.internet_rules.dst_via, router)
     }
 
     /// A peer as `viewer` sees it: its AllowedIPs and the primary routes among them.

@@ -16,8 +16,8 @@ use crate::syntax::{self, Alias, AutoGroup, Policy};
 pub fn run_tests(policy: &Policy, compiled: &CompiledPolicy) -> Result<()> {
     let res = Resolver {
         policy,
-        users: &compiled.users,
         nodes: &compiled.nodes,
+        index: &compiled.index,
     };
     let mut failures = Vec::new();
     for t in &policy.tests {

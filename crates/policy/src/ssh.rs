@@ -75,8 +75,8 @@ impl CompiledPolicy {
         let ni = self.index_of(id)?;
         let res = Resolver {
             policy,
-            users: &self.users,
             nodes: &self.nodes,
+            index: &self.index,
         };
         let mut rules = Vec::new();
         for spec in &policy.ssh {
