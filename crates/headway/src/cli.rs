@@ -1,0 +1,392 @@
+//! The command line: headscale's commands, flags and aliases where they
+//! exist. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Headway: a self-hosted Tailscale control server.
+///
+/// `headway serve` runs the server; the other commands manage it through its
+/// local socket (`unix_socket` in the config).
+#[derive(Debug, Parser)]
+#[command(name = "headway", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: /etc/headway/config.yaml, ~/.headway/config.yaml
+    /// or ./config.yaml, the first that exists]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "HEADWAY_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Output format; human-readable when not given
+    #[arg(short, long, global = true, value_enum)]
+    pub output: Option<Format>,
+
+    /// Do not ask for confirmation
+    #[arg(long, global = true)]
+    pub force: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server
+    Serve,
+    /// Manage users
+    #[command(
+        subcommand,
+        visible_alias = "user",
+        alias = "namespace",
+        alias = "namespaces",
+        alias = "ns"
+    )]
+    Users(UsersCommand),
+    /// Manage pre-auth keys, which register nodes without an interactive login
+    #[command(visible_alias = "preauthkey", alias = "authkey", alias = "pre")]
+    Preauthkeys(PreauthkeysArgs),
+    /// Manage nodes
+    #[command(
+        subcommand,
+        visible_alias = "node",
+        alias = "machine",
+        alias = "machines"
+    )]
+    Nodes(NodesCommand),
+    /// Check that the running server and its database answer
+    Health,
+    /// Print the version and the Tailscale clients it supports
+    Version,
+    /// Work with the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check the configuration (same as `config check`)
+    #[command(hide = true)]
+    Configtest,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration as `headway serve` would, print its warnings,
+    /// and exit non-zero if it is invalid
+    Check,
+}
+
+// --- users ------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user
+    #[command(visible_alias = "c", alias = "new")]
+    Create(CreateUser),
+    /// List users
+    #[command(visible_alias = "ls", alias = "show")]
+    List(ListUsers),
+    /// Rename a user
+    #[command(visible_alias = "mv")]
+    Rename(RenameUser),
+    /// Delete a user (and its pre-auth keys); it must own no nodes
+    #[command(visible_alias = "destroy")]
+    Delete(UserSelector),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUser {
+    /// The user's name (`alice`, `alice@example.com`)
+    pub name: String,
+    /// Display name
+    #[arg(short, long)]
+    pub display_name: Option<String>,
+    /// E-mail address
+    #[arg(short, long)]
+    pub email: Option<String>,
+    /// Profile picture URL
+    #[arg(short, long)]
+    pub picture_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListUsers {
+    /// Only the user with this id
+    #[arg(short, long, value_name = "ID")]
+    pub identifier: Option<u64>,
+    /// Only the user with this name
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// Only users with this e-mail address
+    #[arg(short, long)]
+    pub email: Option<String>,
+}
+
+/// Which user: by id or by name.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct UserSelector {
+    /// The user's id
+    #[arg(short, long, value_name = "ID")]
+    pub identifier: Option<u64>,
+    /// The user's name
+    #[arg(short, long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameUser {
+    #[command(flatten)]
+    pub user: UserSelector,
+    /// The new name
+    #[arg(short = 'r', long)]
+    pub new_name: String,
+}
+
+// --- pre-auth keys --------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct PreauthkeysArgs {
+    /// The user (name or id): owner of a new key, or whose keys to list
+    #[arg(short, long, global = true)]
+    pub user: Option<String>,
+
+    #[command(subcommand)]
+    pub command: PreauthkeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreauthkeysCommand {
+    /// Create a pre-auth key; prints the key, which is shown only this once
+    #[command(visible_alias = "c", alias = "new")]
+    Create(CreateKey),
+    /// List pre-auth keys (all, or the user's with --user)
+    #[command(visible_alias = "ls", alias = "show")]
+    List,
+    /// Expire a pre-auth key: it registers no more nodes
+    #[command(visible_alias = "revoke", alias = "exp", alias = "e")]
+    Expire(KeySelector),
+    /// Delete a pre-auth key; nodes registered with it keep working
+    #[command(visible_alias = "del", alias = "rm", alias = "d")]
+    Delete(KeySelector),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKey {
+    /// The key registers any number of nodes (default: one)
+    #[arg(long)]
+    pub reusable: bool,
+    /// Nodes it registers are deleted when they go offline
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// How long the key is valid, e.g. 30m, 24h, 7d
+    #[arg(short, long, default_value = "1h")]
+    pub expiration: String,
+    /// Tags for the nodes it registers (tag:a,tag:b); with tags and no
+    /// --user, the nodes are owned by their tags
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+}
+
+/// Which key: by id, or by its text or prefix.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct KeySelector {
+    /// The key's id
+    #[arg(short, long)]
+    pub id: Option<u64>,
+    /// The key's id, its full text, or its prefix as listed
+    pub key: Option<String>,
+}
+
+// --- nodes ------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List nodes
+    #[command(visible_alias = "ls", alias = "show")]
+    List(ListNodes),
+    /// Delete a node
+    #[command(visible_alias = "del")]
+    Delete(NodeSelector),
+    /// Expire a node's key: it must log in again
+    #[command(visible_alias = "logout", alias = "exp", alias = "e")]
+    Expire(ExpireNode),
+    /// Rename a node (its name in the tailnet, a DNS label)
+    Rename(RenameNode),
+    /// Give a node to another user
+    #[command(visible_alias = "mv")]
+    Move(MoveNode),
+    /// Set a node's tags
+    #[command(visible_alias = "tags", alias = "t")]
+    Tag(TagNode),
+}
+
+#[derive(Debug, Args)]
+pub struct ListNodes {
+    /// Only the nodes of this user (name or id)
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Accepted for headscale compatibility; tags are always shown
+    #[arg(short, long, hide = true)]
+    pub tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeSelector {
+    /// The node's id
+    #[arg(short, long, value_name = "ID")]
+    pub identifier: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireNode {
+    #[command(flatten)]
+    pub node: NodeSelector,
+    /// When the key expires (RFC 3339, e.g. 2026-08-27T10:00:00Z); now when not given
+    #[arg(short, long)]
+    pub expiry: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameNode {
+    #[command(flatten)]
+    pub node: NodeSelector,
+    /// The new name
+    pub new_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveNode {
+    #[command(flatten)]
+    pub node: NodeSelector,
+    /// The new owner (name or id)
+    #[arg(short, long)]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TagNode {
+    #[command(flatten)]
+    pub node: NodeSelector,
+    /// The node's new tags (tag:a,tag:b); none removes all tags of a user-owned node
+    #[arg(short, long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn headscale_spellings_parse() {
+        for args in [
+            &[
+                "headway",
+                "users",
+                "create",
+                "alice",
+                "--display-name",
+                "Alice",
+                "-e",
+                "a@example.com",
+            ][..],
+            &["headway", "namespaces", "ls", "-o", "json"],
+            &["headway", "users", "rename", "-i", "1", "--new-name", "bob"],
+            &["headway", "users", "destroy", "--name", "bob", "--force"],
+            &[
+                "headway",
+                "preauthkeys",
+                "--user",
+                "1",
+                "create",
+                "--reusable",
+                "--expiration",
+                "24h",
+            ],
+            &[
+                "headway",
+                "preauthkeys",
+                "create",
+                "-u",
+                "alice",
+                "--tags",
+                "tag:a,tag:b",
+            ],
+            &[
+                "headway",
+                "preauthkeys",
+                "list",
+                "-u",
+                "alice",
+                "-o",
+                "yaml",
+            ],
+            &["headway", "preauthkeys", "expire", "--id", "3"],
+            &[
+                "headway",
+                "authkey",
+                "revoke",
+                "hskey-auth-0123456789ab-***",
+            ],
+            &["headway", "preauthkeys", "delete", "-i", "3"],
+            &["headway", "nodes", "list", "-u", "alice", "-t"],
+            &[
+                "headway",
+                "machines",
+                "expire",
+                "-i",
+                "3",
+                "--expiry",
+                "2026-01-01T00:00:00Z",
+            ],
+            &["headway", "nodes", "rename", "-i", "3", "laptop"],
+            &["headway", "nodes", "move", "-i", "3", "--user", "bob"],
+            &[
+                "headway", "nodes", "tag", "-i", "3", "-t", "tag:a", "-t", "tag:b",
+            ],
+            &["headway", "nodes", "delete", "-i", "3", "--force"],
+            &[
+                "headway",
+                "-c",
+                "/etc/headway/config.yaml",
+                "config",
+                "check",
+            ],
+            &["headway", "version", "-o", "json-line"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_is_named_once() {
+        assert!(Cli::try_parse_from(["headway", "users", "delete"]).is_err());
+        assert!(
+            Cli::try_parse_from(["headway", "users", "delete", "-i", "1", "-n", "alice"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["headway", "preauthkeys", "expire"]).is_err());
+    }
+
+    #[test]
+    fn tags_split_on_commas() {
+        let cli = Cli::try_parse_from(["headway", "nodes", "tag", "-i", "1", "-t", "tag:a,tag:b"])
+            .unwrap();
+        let Command::Nodes(NodesCommand::Tag(tag)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(tag.tags, ["tag:a", "tag:b"]);
+    }
+}

@@ -1,0 +1,247 @@
+//! `headway nodes list|delete|expire|rename|move|tag`.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use headway_api::wire::{
+    Empty, ExpireNodeRequest, ListNodesResponse, MoveNodeRequest, Node, NodeResponse,
+    SetTagsRequest,
+};
+use headway_state::clock::{Clock, SystemClock};
+
+use super::Ctx;
+use crate::cli::{
+    ExpireNode, ListNodes, MoveNode, NodeSelector, NodesCommand, RenameNode, TagNode,
+};
+use crate::client::encode;
+use crate::output::{self, Table};
+
+pub async fn run(ctx: &Ctx, command: NodesCommand) -> anyhow::Result<()> {
+    match command {
+        NodesCommand::List(args) => list(ctx, args).await,
+        NodesCommand::Delete(args) => delete(ctx, args).await,
+        NodesCommand::Expire(args) => expire(ctx, args).await,
+        NodesCommand::Rename(args) => rename(ctx, args).await,
+        NodesCommand::Move(args) => move_to(ctx, args).await,
+        NodesCommand::Tag(args) => tag(ctx, args).await,
+    }
+}
+
+fn node_path(node: &NodeSelector) -> String {
+    format!("/api/v1/node/{}", node.identifier)
+}
+
+async fn list(ctx: &Ctx, args: ListNodes) -> anyhow::Result<()> {
+    let query = args
+        .user
+        .map(|u| format!("?user={}", encode(&u)))
+        .unwrap_or_default();
+    let listed: ListNodesResponse = ctx.client.get(&format!("/api/v1/node{query}")).await?;
+    ctx.out.print(&listed.nodes, || {
+        nodes_table(&listed.nodes, SystemClock.now()).to_string()
+    })
+}
+
+/// `mkey:0123abcd`: the key's type and its first 8 hex digits.
+fn short_key(key: &str) -> String {
+    match key.split_once(':') {
+        Some((kind, hex)) => format!("{kind}:{}", hex.get(..8).unwrap_or(hex)),
+        None => key.to_string(),
+    }
+}
+
+pub fn nodes_table(nodes: &[Node], now: DateTime<Utc>) -> Table {
+    let mut table = Table::new(&[
+        "ID",
+        "Hostname",
+        "Name",
+        "MachineKey",
+        "NodeKey",
+        "User",
+        "Tags",
+        "IP addresses",
+        "Ephemeral",
+        "Last seen",
+        "Expiration",
+        "Connected",
+        "Expired",
+    ]);
+    for n in nodes {
+        let expired = n.expiry.is_some_and(|e| e <= now);
+        table.row(vec![
+            n.id.to_string(),
+            n.name.clone(),
+            n.given_name.clone(),
+            short_key(&n.machine_key),
+            short_key(&n.node_key),
+            n.user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+            n.tags.join(", "),
+            n.ip_addresses.join(", "),
+            n.pre_auth_key
+                .as_ref()
+                .is_some_and(|k| k.ephemeral)
+                .to_string(),
+            output::optional_time(&n.last_seen, ""),
+            output::optional_time(&n.expiry, "N/A"),
+            if n.online { "online" } else { "offline" }.into(),
+            if expired { "yes" } else { "no" }.into(),
+        ]);
+    }
+    table
+}
+
+async fn delete(ctx: &Ctx, args: NodeSelector) -> anyhow::Result<()> {
+    let path = node_path(&args);
+    let node: NodeResponse = ctx.client.get(&path).await?;
+    let question = format!(
+        "Do you want to remove the node {} ({})?",
+        node.node.given_name, node.node.id
+    );
+    if !ctx.confirm(question).await? {
+        return ctx
+            .out
+            .print(&serde_json::json!({"result": "Node not deleted"}), || {
+                "Node not deleted".into()
+            });
+    }
+    let done: Empty = ctx.client.delete(&path).await?;
+    ctx.out.print(&done, || "Node deleted".into())
+}
+
+async fn expire(ctx: &Ctx, args: ExpireNode) -> anyhow::Result<()> {
+    let expiry = args
+        .expiry
+        .map(|text| {
+            DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&Utc))
+                .with_context(|| {
+                    format!(
+                        "--expiry {text:?} is not an RFC 3339 time such as 2026-08-27T10:00:00Z"
+                    )
+                })
+        })
+        .transpose()?;
+    let request = ExpireNodeRequest {
+        expiry,
+        disable_expiry: false,
+    };
+    let node: NodeResponse = ctx
+        .client
+        .post(&format!("{}/expire", node_path(&args.node)), &request)
+        .await?;
+    ctx.out.print(&node.node, || "Node expired".into())
+}
+
+async fn rename(ctx: &Ctx, args: RenameNode) -> anyhow::Result<()> {
+    let path = format!(
+        "{}/rename/{}",
+        node_path(&args.node),
+        encode(&args.new_name)
+    );
+    let node: NodeResponse = ctx.client.post(&path, &Empty {}).await?;
+    ctx.out.print(&node.node, || "Node renamed".into())
+}
+
+async fn move_to(ctx: &Ctx, args: MoveNode) -> anyhow::Result<()> {
+    let user = ctx.find_user(&args.user).await?;
+    let request = MoveNodeRequest { user: user.id };
+    let node: NodeResponse = ctx
+        .client
+        .post(&format!("{}/user", node_path(&args.node)), &request)
+        .await?;
+    ctx.out
+        .print(&node.node, || "Node moved to another user".into())
+}
+
+async fn tag(ctx: &Ctx, args: TagNode) -> anyhow::Result<()> {
+    let request = SetTagsRequest {
+        tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+    };
+    let node: NodeResponse = ctx
+        .client
+        .post(&format!("{}/tags", node_path(&args.node)), &request)
+        .await?;
+    ctx.out.print(&node.node, || "Node updated".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use headway_api::wire::{User, WireRegisterMethod};
+
+    fn node(expiry: Option<DateTime<Utc>>) -> Node {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        Node {
+            id: 7.into(),
+            machine_key: format!("mkey:{}", "ab".repeat(32)),
+            node_key: format!("nodekey:{}", "cd".repeat(32)),
+            disco_key: format!("discokey:{}", "ef".repeat(32)),
+            ip_addresses: vec!["100.64.0.1".into(), "fd7a:115c:a1e0::1".into()],
+            name: "My Laptop".into(),
+            user: Some(User {
+                id: 1.into(),
+                name: "alice".into(),
+                created_at: t,
+                display_name: String::new(),
+                email: String::new(),
+                provider_id: String::new(),
+                provider: String::new(),
+                profile_pic_url: String::new(),
+            }),
+            last_seen: None,
+            expiry,
+            pre_auth_key: None,
+            created_at: t,
+            register_method: WireRegisterMethod::RegisterMethodAuthKey,
+            given_name: "my-laptop".into(),
+            online: true,
+            approved_routes: vec![],
+            available_routes: vec![],
+            subnet_routes: vec![],
+            tags: vec!["tag:a".into(), "tag:b".into()],
+        }
+    }
+
+    #[test]
+    fn the_node_table() {
+        let now = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+        let past = Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap();
+        let text = nodes_table(&[node(None), node(Some(past))], now).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("ID | Hostname  | Name      | MachineKey    | NodeKey"),
+            "{text}"
+        );
+        let cells: Vec<&str> = lines[1].split(" | ").map(str::trim).collect();
+        assert_eq!(
+            cells,
+            [
+                "7",
+                "My Laptop",
+                "my-laptop",
+                "mkey:abababab",
+                "nodekey:cdcdcdcd",
+                "alice",
+                "tag:a, tag:b",
+                "100.64.0.1, fd7a:115c:a1e0::1",
+                "false",
+                "",
+                "N/A",
+                "online",
+                "no"
+            ]
+        );
+        assert!(
+            lines[2].ends_with("| 2026-01-15 00:00:00 | online    | yes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn short_keys() {
+        assert_eq!(short_key("nodekey:0123456789abcdef"), "nodekey:01234567");
+        assert_eq!(short_key("mkey:01"), "mkey:01");
+        assert_eq!(short_key(""), "");
+    }
+}
