@@ -23,6 +23,10 @@ pub(crate) fn spawn(tasks: &mut JoinSet<anyhow::Result<()>>, tailnet: Arc<Tailne
                     if let Err(e) = t.collect_ephemeral().await {
                         tracing::warn!("ephemeral node clean-up failed (will retry): {e}");
                     }
+                    let expired = t.expire_pending_registrations();
+                    if expired > 0 {
+                        tracing::info!(expired, "interactive registrations expired without a decision");
+                    }
                 }
             }
         }

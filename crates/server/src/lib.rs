@@ -9,6 +9,7 @@ mod derpmap;
 mod embedded_derp;
 mod jobs;
 mod keys;
+mod register_page;
 mod settings;
 
 use std::net::SocketAddr;
@@ -140,7 +141,10 @@ impl Server {
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
         control.timing = timing;
-        let mut app: Router = control.router().route("/health", axum::routing::get(health));
+        let pages = Router::new()
+            .route("/register/{auth_id}", axum::routing::get(register_page::register_page))
+            .with_state(tailnet.clone());
+        let mut app: Router = control.router().route("/health", axum::routing::get(health)).merge(pages);
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
                 let addrs = (d.tls_addr, d.stun_addr);

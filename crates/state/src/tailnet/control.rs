@@ -3,35 +3,15 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use headway_proto::capver;
 use headway_proto::keys::MachinePublic;
-use headway_proto::tailcfg::{self, Hostinfo, MapRequest, PeerChange, RegisterRequest, RegisterResponse};
-use rand::SeedableRng;
+use headway_proto::tailcfg::{self, Hostinfo, MapRequest, PeerChange};
 
 use super::Tailnet;
-use super::preauth::check_usable;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::*;
-use crate::naming;
 use crate::sessions::Session;
-
-/// How a registration ended, for the caller's logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegisterOutcome {
-    /// A node was created.
-    Created,
-    /// An existing node was re-authorised (re-login, key rotation).
-    Reauthorized,
-    /// A known node asked for its current state (tailscaled restart).
-    Refreshed,
-    LoggedOut,
-    /// The request was refused with a message for the user.
-    Refused,
-    /// The client must log in interactively.
-    NeedsLogin,
-}
 
 /// What a map request changed.
 #[derive(Debug, Clone)]
@@ -55,10 +35,6 @@ pub fn peer_visible_hostinfo(h: &Hostinfo) -> Hostinfo {
         net_info: None,
         other: Default::default(),
     }
-}
-
-fn refused(message: impl Into<String>) -> RegisterResponse {
-    RegisterResponse { error: message.into(), ..Default::default() }
 }
 
 impl Tailnet {
@@ -94,283 +70,6 @@ impl Tailnet {
                     ..Default::default()
                 },
             ),
-        }
-    }
-
-    fn register_ok(&self, node: &Node) -> RegisterResponse {
-        let (user, login) = self.login_of(node);
-        RegisterResponse {
-            user,
-            login,
-            machine_authorized: true,
-            node_key_expired: node.is_expired(self.now()),
-            ..Default::default()
-        }
-    }
-
-    /// `/machine/register`. `Err` is for requests the protocol answers with an
-    /// HTTP error (a node key presented from another machine, an attempt to
-    /// extend a key); refusals the user should read come back as
-    /// `RegisterResponse::error`.
-    pub async fn register(
-        &self,
-        machine_key: MachinePublic,
-        req: &RegisterRequest,
-    ) -> Result<(RegisterResponse, RegisterOutcome)> {
-        if !capver::is_supported(req.version) {
-            return Ok((refused(capver::unsupported_message(req.version)), RegisterOutcome::Refused));
-        }
-        if req.node_key.is_zero() {
-            return Err(Error::Invalid("register request without a node key".into()));
-        }
-        let now = self.now();
-        let _w = self.write.lock().await;
-        let known = self.node_by_key(&req.node_key);
-        if let Some(n) = &known
-            && n.machine_key != machine_key {
-                return Err(Error::Unauthorized(
-                    "node key belongs to another machine".into(),
-                ));
-            }
-
-        // 1. A past expiry is a logout, whatever else the request carries.
-        if req.expiry.is_some_and(|e| e <= now) {
-            return match known {
-                Some(node) => self.logout_locked(&node, now).await,
-                None => Ok((RegisterResponse::default(), RegisterOutcome::LoggedOut)),
-            };
-        }
-
-        let auth_key = req.auth.as_ref().map(|a| a.auth_key.as_str()).filter(|k| !k.is_empty());
-
-        // 2. No key: a known node refreshing after a restart, or asking for an
-        //    earlier expiry.
-        if auth_key.is_none() {
-            if let Some(node) = known {
-                if node.is_expired(now) {
-                    return Ok((
-                        RegisterResponse { node_key_expired: true, ..Default::default() },
-                        RegisterOutcome::NeedsLogin,
-                    ));
-                }
-                if let Some(want) = req.expiry {
-                    if node.expiry.is_some_and(|cur| want > cur) {
-                        return Err(Error::Invalid("extending the key expiry is not allowed".into()));
-                    }
-                    let node = self
-                        .update_node_locked(node.id, |n| {
-                            n.expiry = Some(want);
-                            Ok(())
-                        })
-                        .await?;
-                    return Ok((self.register_ok(&node), RegisterOutcome::Refreshed));
-                }
-                return Ok((self.register_ok(&node), RegisterOutcome::Refreshed));
-            }
-            return Ok((
-                refused(
-                    "this Headway server needs an auth key: run `tailscale up --login-server=<url> --authkey=<key>` with a key from `headway preauthkeys create`",
-                ),
-                RegisterOutcome::NeedsLogin,
-            ));
-        }
-
-        // 3. Pre-auth key.
-        let key = match self.lookup_auth_key(auth_key.unwrap_or_default()) {
-            Ok(k) => k,
-            Err(r) => {
-                tracing::info!(machine = %machine_key.short(), "registration refused: {}", r.message());
-                return Ok((refused(r.message()), RegisterOutcome::Refused));
-            }
-        };
-        self.register_with_key(machine_key, req, key, known, now).await
-    }
-
-    async fn logout_locked(&self, node: &Arc<Node>, now: DateTime<Utc>) -> Result<(RegisterResponse, RegisterOutcome)> {
-        if node.ephemeral {
-            self.delete_node_locked(node.id).await?;
-            return Ok((
-                RegisterResponse { node_key_expired: true, ..Default::default() },
-                RegisterOutcome::LoggedOut,
-            ));
-        }
-        // Store "now", not the client's 1970 sentinel.
-        let node = self
-            .update_node_locked(node.id, |n| {
-                n.expiry = Some(now);
-                Ok(())
-            })
-            .await?;
-        if let Some(s) = self.sessions.get(node.id) {
-            s.close();
-        }
-        tracing::info!(node.id = node.id, node.name = %node.given_name, "node logged out");
-        Ok((self.register_ok(&node), RegisterOutcome::LoggedOut))
-    }
-
-    async fn register_with_key(
-        &self,
-        machine_key: MachinePublic,
-        req: &RegisterRequest,
-        mut key: PreAuthKey,
-        known: Option<Arc<Node>>,
-        now: DateTime<Utc>,
-    ) -> Result<(RegisterResponse, RegisterOutcome)> {
-        // The node this machine already has for this owner, if any: the node
-        // key itself, the key being rotated, or the machine's node of the
-        // same owner.
-        let existing = known.or_else(|| {
-            let inner = self.inner.read();
-            let by_old = (!req.old_node_key.is_zero())
-                .then(|| inner.by_node_key.get(&req.old_node_key))
-                .flatten()
-                .and_then(|id| inner.nodes.get(id))
-                .filter(|n| n.machine_key == machine_key);
-            by_old
-                .or_else(|| {
-                    inner.by_machine.get(&machine_key).and_then(|ids| {
-                        ids.iter().filter_map(|id| inner.nodes.get(id)).find(|n| {
-                            if key.tags.is_empty() { n.user_id == key.user_id && !n.is_tagged() } else { n.is_tagged() || n.user_id == key.user_id }
-                        })
-                    })
-                })
-                .cloned()
-        });
-
-        // A node re-sending the key it registered with, unchanged, is a
-        // refresh: containers run `tailscale up --authkey` at every start and
-        // a single-use key must not lock them out.
-        let is_refresh = existing.as_ref().is_some_and(|n| {
-            n.node_key == req.node_key && n.auth_key_id == Some(key.id) && !n.is_expired(now)
-        });
-        if !is_refresh
-            && let Err(r) = check_usable(&key, now) {
-                tracing::info!(machine = %machine_key.short(), key.prefix = %key.prefix, "registration refused: {}", r.message());
-                return Ok((refused(r.message()), RegisterOutcome::Refused));
-            }
-        if let Some(other) = self.node_by_key(&req.node_key)
-            && other.machine_key != machine_key {
-                return Err(Error::Unauthorized("node key belongs to another machine".into()));
-            }
-
-        let hostinfo = req.hostinfo.clone().unwrap_or_default();
-        let expiry = if !key.tags.is_empty() {
-            None
-        } else {
-            req.expiry
-                .filter(|e| *e > now)
-                .or_else(|| self.settings.node_expiry.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
-        };
-        let ephemeral = key.ephemeral || req.ephemeral;
-
-        let mut tx = self.store.begin().await?;
-        let (node, outcome) = match existing {
-            Some(old) => {
-                let mut n = (*old).clone();
-                n.node_key = req.node_key;
-                n.hostname = hostinfo.hostname.clone();
-                n.hostinfo = merge_hostinfo(&old.hostinfo, hostinfo);
-                n.register_method = RegisterMethod::AuthKey;
-                n.auth_key_id = Some(key.id);
-                if !key.tags.is_empty() {
-                    n.tags = key.tags.clone();
-                    n.expiry = None;
-                } else {
-                    n.user_id = key.user_id;
-                    n.tags.clear();
-                    n.expiry = expiry;
-                }
-                n.ephemeral = ephemeral;
-                n.cap_version = req.version;
-                n.updated_at = now;
-                tx.update_node(&n).await?;
-                (n, RegisterOutcome::Reauthorized)
-            }
-            None => {
-                let (ipv4, ipv6) = {
-                    let mut rng = rand::rngs::StdRng::from_entropy();
-                    self.inner.write().ipalloc.allocate(&mut rng).map_err(|e| Error::Conflict(e.to_string()))?
-                };
-                let given_name = {
-                    let inner = self.inner.read();
-                    naming::unique_label(&naming::sanitize_label(&hostinfo.hostname), |n| inner.name_taken(n, None))
-                };
-                let mut n = Node {
-                    id: 0,
-                    machine_key,
-                    node_key: req.node_key,
-                    disco_key: Default::default(),
-                    hostname: hostinfo.hostname.clone(),
-                    given_name,
-                    user_id: key.user_id,
-                    tags: key.tags.clone(),
-                    ipv4,
-                    ipv6,
-                    endpoints: Vec::new(),
-                    home_derp: hostinfo.net_info.as_ref().map(|i| i.preferred_derp).unwrap_or(0),
-                    hostinfo,
-                    expiry,
-                    register_method: RegisterMethod::AuthKey,
-                    auth_key_id: Some(key.id),
-                    ephemeral,
-                    approved_routes: Vec::new(),
-                    cap_version: req.version,
-                    created_at: now,
-                    updated_at: now,
-                    last_seen: None,
-                };
-                match tx.insert_node(&n).await {
-                    Ok(id) => n.id = id,
-                    Err(e) => {
-                        self.release_ips(&n);
-                        return Err(e.into());
-                    }
-                }
-                (n, RegisterOutcome::Created)
-            }
-        };
-        let key_changed = !key.used;
-        if key_changed {
-            key.used = true;
-            tx.update_preauth_key(&key).await?;
-        }
-        if let Err(e) = tx.commit().await {
-            if outcome == RegisterOutcome::Created {
-                self.release_ips(&node);
-            }
-            return Err(e.into());
-        }
-        let viewers_before = match outcome {
-            RegisterOutcome::Created => Vec::new(),
-            _ => self.node(node.id).map(|o| self.viewers_of(&o)).unwrap_or_default(),
-        };
-        {
-            let mut inner = self.inner.write();
-            inner.put_node(Arc::new(node.clone()));
-            inner.offline_since.entry(node.id).or_insert(now);
-            if key_changed {
-                inner.put_key(key.clone());
-            }
-        }
-        tracing::info!(
-            node.id = node.id,
-            node.name = %node.given_name,
-            machine = %machine_key.short(),
-            key.prefix = %key.prefix,
-            outcome = ?outcome,
-            "node registered with pre-auth key"
-        );
-        match outcome {
-            RegisterOutcome::Created => self.announce(Event::NodeAdded { node: node.id }),
-            _ => self.announce_visibility_change(&viewers_before, &node),
-        }
-        Ok((self.register_ok(&node), outcome))
-    }
-
-    fn release_ips(&self, node: &Node) {
-        let mut inner = self.inner.write();
-        for ip in node.ips() {
-            inner.ipalloc.release(ip);
         }
     }
 
@@ -512,7 +211,7 @@ impl Tailnet {
 
 /// A new Hostinfo replaces the old one, except that a missing NetInfo keeps
 /// the previous one (clients omit it until they have measured).
-fn merge_hostinfo(old: &Hostinfo, mut new: Hostinfo) -> Hostinfo {
+pub(super) fn merge_hostinfo(old: &Hostinfo, mut new: Hostinfo) -> Hostinfo {
     if new.net_info.is_none() {
         new.net_info = old.net_info.clone();
     }

@@ -8,6 +8,7 @@
 mod control;
 mod nodes;
 mod preauth;
+mod register;
 mod users;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +30,8 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::view::{AccessControl, AllowAll};
 
-pub use control::{MapUpdate, RegisterOutcome, peer_visible_hostinfo};
+pub use control::{MapUpdate, peer_visible_hostinfo};
+pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use preauth::NewPreAuthKey;
 pub use users::{NewUser, validate_user_name};
 
@@ -114,6 +116,9 @@ pub struct Tailnet {
     /// Nodes whose soft state (endpoints, host info, last seen) changed
     /// since the last flush to the store.
     soft_dirty: Mutex<HashSet<NodeId>>,
+    /// Interactive registrations waiting for a decision (memory only: a
+    /// restart makes clients ask for a new link).
+    pending: Mutex<register::Pending>,
 }
 
 impl Tailnet {
@@ -153,6 +158,7 @@ impl Tailnet {
             access: RwLock::new(Arc::new(AllowAll::new())),
             events,
             soft_dirty: Mutex::new(HashSet::new()),
+            pending: Mutex::new(register::Pending::default()),
         }))
     }
 

@@ -6,6 +6,7 @@ use headway_proto::tailcfg::{Hostinfo, MapRequest, NetInfo, RegisterRequest, Reg
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::model::RegisterMethod;
 use crate::memstore::MemStore;
 use crate::settings::Settings;
 
@@ -107,10 +108,13 @@ async fn bad_expired_and_malformed_keys_are_refused_with_messages_and_change_not
     k.clock.advance(Duration::hours(2));
     let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
     assert!(resp.error.contains("expired"), "{}", resp.error);
-    for junk in ["nonsense", "", "hskey-auth-000000000000-0000"] {
+    for junk in ["nonsense", "hskey-auth-000000000000-0000"] {
         let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), junk, "a")).await.unwrap();
         assert!(!resp.error.is_empty());
     }
+    // An empty key is no key: the interactive flow, not a refusal.
+    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), "", "a")).await.unwrap();
+    assert!(resp.error.is_empty() && !resp.auth_url.is_empty(), "{resp:?}");
     // Right prefix, wrong secret.
     let forged = format!("hskey-auth-{}-{}", short.prefix, "0".repeat(64));
     let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &forged, "a")).await.unwrap();
@@ -370,4 +374,94 @@ async fn old_clients_are_refused_with_a_clear_message() {
     let (resp, outcome) = k.tailnet.register(mk(1), &r).await.unwrap();
     assert_eq!(outcome, RegisterOutcome::Refused);
     assert!(resp.error.contains("1.78"), "{}", resp.error);
+}
+
+fn interactive(node_key: NodePublic, host: &str) -> RegisterRequest {
+    RegisterRequest {
+        version: 133,
+        node_key,
+        hostinfo: Some(Hostinfo { hostname: host.into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn interactive_registration_waits_for_an_admin_and_then_proceeds() {
+    let k = kit().await;
+    let user = k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.unwrap();
+    let (resp, outcome) = k.tailnet.register(mk(1), &interactive(nk(1), "laptop")).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::NeedsLogin);
+    assert!(resp.auth_url.starts_with("http://127.0.0.1:8080/register/"), "{}", resp.auth_url);
+    let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(k.tailnet.pending_registrations()[0].hostname, "laptop");
+
+    // The client waits on the URL…
+    let mut follow = interactive(nk(1), "laptop");
+    follow.followup = resp.auth_url.clone();
+    let t = k.tailnet.clone();
+    let waiter = tokio::spawn(async move { t.register(mk(1), &follow).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "must wait for a decision");
+    // …an unknown id or another machine cannot approve or hijack it…
+    assert!(k.tailnet.approve_registration("nope", user.id, RegisterMethod::Cli).await.is_err());
+    let mut other = interactive(nk(9), "evil");
+    other.followup = resp.auth_url.clone();
+    let (r, _) = k.tailnet.register(mk(9), &other).await.unwrap();
+    assert_ne!(r.auth_url, resp.auth_url, "another machine gets its own link, not this one");
+    // …until the admin approves: the same request completes by itself.
+    let node = k.tailnet.approve_registration(&id, user.id, RegisterMethod::Cli).await.unwrap();
+    let (resp, _) = tokio::time::timeout(std::time::Duration::from_secs(2), waiter).await.unwrap().unwrap();
+    assert!(resp.machine_authorized && resp.error.is_empty(), "{resp:?}");
+    assert_eq!(resp.user.id, user.id);
+    assert_eq!(node.register_method, RegisterMethod::Cli);
+    assert_eq!(k.tailnet.node_by_key(&nk(1)).unwrap().given_name, "laptop");
+    assert!(k.tailnet.pending_registration(&id).is_err(), "decided registrations are gone");
+}
+
+#[tokio::test]
+async fn rejected_and_expired_registrations() {
+    let k = kit().await;
+    let (resp, _) = k.tailnet.register(mk(1), &interactive(nk(1), "x")).await.unwrap();
+    let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
+    let mut follow = interactive(nk(1), "x");
+    follow.followup = resp.auth_url.clone();
+    let t = k.tailnet.clone();
+    let f2 = follow.clone();
+    let waiter = tokio::spawn(async move { t.register(mk(1), &f2).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    k.tailnet.reject_registration(&id, "not today").unwrap();
+    let (resp, outcome) = waiter.await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::Refused);
+    assert_eq!(resp.error, "not today");
+    assert!(k.tailnet.list_nodes(None).is_empty());
+
+    // An expired one: the client's next follow-up gets a fresh link.
+    let (resp, _) = k.tailnet.register(mk(2), &interactive(nk(2), "y")).await.unwrap();
+    k.clock.advance(Duration::minutes(16));
+    assert_eq!(k.tailnet.expire_pending_registrations(), 1);
+    let mut follow = interactive(nk(2), "y");
+    follow.followup = resp.auth_url.clone();
+    let (again, outcome) = k.tailnet.register(mk(2), &follow).await.unwrap();
+    assert_eq!(outcome, RegisterOutcome::NeedsLogin);
+    assert!(!again.auth_url.is_empty() && again.auth_url != resp.auth_url);
+}
+
+#[tokio::test]
+async fn an_expired_node_reauthenticates_interactively_and_keeps_its_address() {
+    let k = kit().await;
+    let (user, key) = user_and_key(&k, true).await;
+    k.tailnet.register(mk(1), &req(nk(1), &key, "box")).await.unwrap();
+    let before = k.tailnet.node_by_key(&nk(1)).unwrap();
+    k.tailnet.expire_node(before.id, None).await.unwrap();
+    // New node key, naming the old one, no auth key: interactive.
+    let mut r = interactive(nk(2), "box");
+    r.old_node_key = nk(1);
+    let (resp, _) = k.tailnet.register(mk(1), &r).await.unwrap();
+    let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
+    let node = k.tailnet.approve_registration(&id, user.id, RegisterMethod::Cli).await.unwrap();
+    assert_eq!(node.id, before.id);
+    assert_eq!(node.ipv4, before.ipv4);
+    assert_eq!(node.given_name, before.given_name);
+    assert_eq!(node.node_key, nk(2));
+    assert!(!node.is_expired(k.clock.now()));
 }
