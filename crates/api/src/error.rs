@@ -120,7 +120,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "API request failed");
         } else {
-            tracing::debug!(status = status.as_u16(), error = %self, "API request refused");
+            // Not the detail: it may quote what the client sent, secrets included.
+            tracing::debug!(
+                status = status.as_u16(),
+                code = self.code(),
+                "API request refused"
+            );
         }
         let mut response = (status, Json(self.to_problem())).into_response();
         response

@@ -121,12 +121,7 @@ async fn expire_preauth_key(
             ));
         }
         (None, text) => {
-            // The masked form a listing shows names the key by its prefix.
-            let text = text
-                .strip_suffix("-***")
-                .and_then(|t| t.strip_prefix(AUTH_KEY_PREFIX))
-                .unwrap_or(text);
-            let key = tailnet.find_preauth_key(text)?;
+            let key = tailnet.find_preauth_key(key_prefix(text))?;
             if body
                 .user
                 .get()
@@ -141,6 +136,16 @@ async fn expire_preauth_key(
     };
     tailnet.expire_preauth_key(id).await?;
     Ok(Json(Empty {}))
+}
+
+/// The look-up part of a key's text: `hskey-auth-<prefix>-<secret>` and the
+/// masked `hskey-auth-<prefix>-***` become `<prefix>`, so that the secret
+/// goes no further (not into the service, an error message or a log).
+fn key_prefix(text: &str) -> &str {
+    match text.strip_prefix(AUTH_KEY_PREFIX) {
+        Some(rest) => rest.split('-').next().unwrap_or(rest),
+        None => text,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -174,4 +179,18 @@ async fn delete_preauth_key(
     };
     tailnet.delete_preauth_key(id).await?;
     Ok(Json(Empty {}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_prefix_of_a_key_is_looked_up() {
+        let full = format!("hskey-auth-0123456789ab-{}", "f".repeat(64));
+        assert_eq!(key_prefix(&full), "0123456789ab");
+        assert_eq!(key_prefix("hskey-auth-0123456789ab-***"), "0123456789ab");
+        assert_eq!(key_prefix("0123456789ab"), "0123456789ab");
+        assert_eq!(key_prefix("12"), "12");
+    }
 }

@@ -685,6 +685,20 @@ async fn expire_preauth_key_by_id_or_by_key() {
         404,
     )
     .await;
+    // An unknown key's secret is not echoed back.
+    let unknown = format!("hskey-auth-ffffffffffff-{}", "e".repeat(64));
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/preauthkey/expire",
+            Some(json!({"key": unknown})),
+            404,
+        )
+        .await;
+    assert!(
+        detail.contains("ffffffffffff") && !detail.contains("eeee"),
+        "{detail}"
+    );
     let detail = k
         .refused(
             Method::POST,
