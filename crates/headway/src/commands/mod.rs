@@ -50,11 +50,13 @@ impl Ctx {
 
     /// The user named by `name_or_id`: digits are an id, anything else a name.
     pub async fn find_user(&self, name_or_id: &str) -> anyhow::Result<User> {
-        let query = match name_or_id.parse::<Id>() {
-            Ok(id) => format!("id={id}"),
-            Err(_) => format!("name={}", encode(name_or_id)),
-        };
-        self.find_user_by(&query, name_or_id).await
+        match name_or_id.parse::<Id>() {
+            Ok(id) => self.find_user_by(UserKey::Id(id), name_or_id).await,
+            Err(_) => {
+                self.find_user_by(UserKey::Name(name_or_id), name_or_id)
+                    .await
+            }
+        }
     }
 
     /// The user with this id, or this name.
@@ -64,25 +66,23 @@ impl Ctx {
         name: Option<&str>,
     ) -> anyhow::Result<User> {
         match (id, name) {
-            (Some(id), _) => {
-                self.find_user_by(&format!("id={id}"), &id.to_string())
-                    .await
-            }
-            (None, Some(name)) => {
-                self.find_user_by(&format!("name={}", encode(name)), name)
-                    .await
-            }
+            (Some(id), _) => self.find_user(&id.to_string()).await,
+            (None, Some(name)) => self.find_user_by(UserKey::Name(name), name).await,
             (None, None) => bail!("name the user with --identifier ID or --name NAME"),
         }
     }
 
-    async fn find_user_by(&self, query: &str, shown: &str) -> anyhow::Result<User> {
+    async fn find_user_by(&self, key: UserKey<'_>, shown: &str) -> anyhow::Result<User> {
+        let query = match key {
+            UserKey::Id(id) => format!("id={id}"),
+            UserKey::Name(name) => format!("name={}", encode(name)),
+        };
         let found: ListUsersResponse = self.client.get(&format!("/api/v1/user?{query}")).await?;
-        // `id=0` lists everyone; only an exact match counts.
-        let mut users = found
-            .users
-            .into_iter()
-            .filter(|u| u.id.to_string() == shown || u.name == shown);
+        // `id=0` lists everyone: only an exact match counts.
+        let mut users = found.users.into_iter().filter(|u| match key {
+            UserKey::Id(id) => u.id == id,
+            UserKey::Name(name) => u.name == name,
+        });
         match (users.next(), users.next()) {
             (Some(user), None) => Ok(user),
             (None, _) => Err(anyhow!(
@@ -91,4 +91,10 @@ impl Ctx {
             (Some(_), Some(_)) => Err(anyhow!("{shown:?} names more than one user; give its id")),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum UserKey<'a> {
+    Id(Id),
+    Name(&'a str),
 }
