@@ -14,6 +14,7 @@
 //! The JSON shapes live in [`wire`] so that the CLI decodes exactly what the
 //! server encodes.
 
+mod auth;
 pub mod error;
 mod extract;
 mod health;
@@ -62,6 +63,7 @@ fn api_routes() -> OpenApiRouter<Arc<Tailnet>> {
         .merge(users::routes())
         .merge(preauth_keys::routes())
         .merge(nodes::routes())
+        .merge(auth::routes())
 }
 
 #[cfg(test)]

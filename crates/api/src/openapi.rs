@@ -44,6 +44,10 @@ pub(crate) fn base() -> OpenApi {
                 "Keys that register nodes without an interactive login",
             ),
             tag("Nodes", "Devices in the tailnet"),
+            tag(
+                "Auth",
+                "Machines waiting on their AuthURL (`tailscale up` without a key)",
+            ),
         ]))
         .build()
 }

@@ -187,6 +187,25 @@ impl Kit {
             .unwrap()
     }
 
+    /// A machine that ran `tailscale up` without a key: its auth id.
+    async fn waiting(&self, n: u8, host: &str) -> String {
+        let req = RegisterRequest {
+            version: 133,
+            node_key: NodePublic([n; 32]),
+            hostinfo: Some(Hostinfo {
+                hostname: host.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (resp, _) = self
+            .tailnet
+            .register(MachinePublic([n; 32]), &req)
+            .await
+            .unwrap();
+        resp.auth_url.rsplit('/').next().unwrap().to_string()
+    }
+
     /// Everything the API can change, to check that a refusal changed nothing.
     fn snapshot(&self) -> String {
         format!(
@@ -949,6 +968,157 @@ async fn set_tags() {
     assert_eq!(r.ok()["node"]["user"]["name"], "alice");
 }
 
+// --- interactive registration ------------------------------------------------
+
+#[tokio::test]
+async fn auth_register_makes_a_waiting_machine_a_node() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    let auth_id = k.waiting(1, "laptop").await;
+    let r = k
+        .post(
+            "/api/v1/auth/register",
+            json!({"user": "alice", "authId": auth_id}),
+        )
+        .await;
+    let node = &r.ok()["node"];
+    assert_eq!(node["givenName"], "laptop");
+    assert_eq!(node["user"]["name"], "alice");
+    assert_eq!(node["registerMethod"], "REGISTER_METHOD_CLI");
+    assert_eq!(k.tailnet.list_nodes(None).len(), 1);
+    // It is no longer waiting.
+    k.refused(
+        Method::POST,
+        "/api/v1/auth/register",
+        Some(json!({"user": "alice", "authId": auth_id})),
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn auth_register_refusals() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    let auth_id = k.waiting(1, "laptop").await;
+    k.refused(
+        Method::POST,
+        "/api/v1/auth/register",
+        Some(json!({"user": "bob", "authId": auth_id})),
+        404,
+    )
+    .await;
+    k.refused(
+        Method::POST,
+        "/api/v1/auth/register",
+        Some(json!({"user": "alice", "authId": "nope"})),
+        404,
+    )
+    .await;
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/auth/register",
+            Some(json!({"authId": auth_id})),
+            400,
+        )
+        .await;
+    assert!(detail.contains("user"), "{detail}");
+    k.refused(
+        Method::POST,
+        "/api/v1/auth/register",
+        Some(json!({"user": "alice"})),
+        400,
+    )
+    .await;
+    // Still waiting after all that.
+    assert!(k.tailnet.pending_registration(&auth_id).is_ok());
+}
+
+#[tokio::test]
+async fn the_older_node_register_form() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    let auth_id = k.waiting(1, "laptop").await;
+    k.refused(Method::POST, "/api/v1/node/register?user=alice", None, 400)
+        .await;
+    let r = k
+        .call(
+            Method::POST,
+            &format!("/api/v1/node/register?user=alice&key={auth_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.ok()["node"]["user"]["name"], "alice");
+}
+
+#[tokio::test]
+async fn auth_approve_and_reject() {
+    let k = Kit::new().await;
+    let auth_id = k.waiting(1, "laptop").await;
+    // A new machine needs a user.
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/auth/approve",
+            Some(json!({"authId": auth_id})),
+            422,
+        )
+        .await;
+    assert!(detail.contains("auth register"), "{detail}");
+    assert_eq!(
+        k.post("/api/v1/auth/reject", json!({"authId": auth_id}))
+            .await
+            .ok(),
+        &json!({})
+    );
+    assert!(k.tailnet.pending_registration(&auth_id).is_err());
+    k.refused(
+        Method::POST,
+        "/api/v1/auth/reject",
+        Some(json!({"authId": auth_id})),
+        404,
+    )
+    .await;
+    k.refused(Method::POST, "/api/v1/auth/approve", Some(json!({})), 400)
+        .await;
+}
+
+#[tokio::test]
+async fn auth_approve_lets_a_known_machine_back_in() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.node(&alice, 1, "laptop").await;
+    k.tailnet.expire_node(node.id, None).await.unwrap();
+    // The client logs in again with a new node key.
+    let req = RegisterRequest {
+        version: 133,
+        node_key: NodePublic([9; 32]),
+        old_node_key: NodePublic([1; 32]),
+        hostinfo: Some(Hostinfo {
+            hostname: "laptop".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (resp, _) = k
+        .tailnet
+        .register(MachinePublic([1; 32]), &req)
+        .await
+        .unwrap();
+    let auth_id = resp.auth_url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        k.post("/api/v1/auth/approve", json!({"authId": auth_id}))
+            .await
+            .ok(),
+        &json!({})
+    );
+    let nodes = k.tailnet.list_nodes(None);
+    assert_eq!(nodes.len(), 1);
+    assert_eq!((nodes[0].id, nodes[0].user_id), (node.id, Some(alice.id)));
+    assert_eq!(nodes[0].node_key, NodePublic([9; 32]));
+}
+
 // --- the OpenAPI document -----------------------------------------------------
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -1061,6 +1231,10 @@ fn headscales_paths_are_all_present() {
         ("/api/v1/node/{nodeId}/rename/{newName}", &["post"][..]),
         ("/api/v1/node/{nodeId}/user", &["post"][..]),
         ("/api/v1/node/{nodeId}/tags", &["post"][..]),
+        ("/api/v1/node/register", &["post"][..]),
+        ("/api/v1/auth/register", &["post"][..]),
+        ("/api/v1/auth/approve", &["post"][..]),
+        ("/api/v1/auth/reject", &["post"][..]),
     ]);
     for (path, methods) in expected {
         for method in methods {

@@ -291,6 +291,26 @@ pub struct ListNodesResponse {
     pub nodes: Vec<Node>,
 }
 
+// --- interactive registration ---------------------------------------------------
+
+/// Approves a machine waiting on its AuthURL as a node of `user`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthRegisterRequest {
+    /// The new node's owner (name or id).
+    pub user: String,
+    /// The last part of the AuthURL the client shows (`…/register/<authId>`).
+    pub auth_id: String,
+}
+
+/// Names a machine waiting on its AuthURL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthDecisionRequest {
+    /// The last part of the AuthURL the client shows (`…/register/<authId>`).
+    pub auth_id: String,
+}
+
 // --- misc -----------------------------------------------------------------
 
 /// The answer of operations that return nothing.

@@ -1,0 +1,157 @@
+//! Interactive registration: a machine that ran `tailscale up` without a key
+//! waits on its AuthURL (`<server_url>/register/<authId>`) until an
+//! administrator registers it for a user, approves it (a known machine
+//! logging in again), or rejects it.
+//!
+//! `/api/v1/auth/*` is headscale's current form; `POST /api/v1/node/register`
+//! (`headscale nodes register`) the older one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use headway_state::Tailnet;
+use headway_state::model::RegisterMethod;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{JsonBody, QueryParams};
+use crate::wire::{AuthDecisionRequest, AuthRegisterRequest, Empty, Node, NodeResponse};
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
+    OpenApiRouter::new()
+        .routes(routes!(auth_register))
+        .routes(routes!(auth_approve))
+        .routes(routes!(auth_reject))
+        .routes(routes!(register_node))
+}
+
+fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} is required")));
+    }
+    Ok(value)
+}
+
+/// Registers the waiting machine as a node of `user`.
+async fn register_for(
+    tailnet: &Tailnet,
+    user: &str,
+    auth_id: &str,
+) -> Result<Json<NodeResponse>, ApiError> {
+    let user = tailnet.resolve_user(user)?;
+    let node = tailnet
+        .approve_registration(auth_id, user.id, RegisterMethod::Cli)
+        .await?;
+    Ok(Json(NodeResponse {
+        node: Node::from_domain(tailnet, &node),
+    }))
+}
+
+/// Register node via auth flow
+///
+/// Makes the machine waiting on the AuthURL a node of `user`; its
+/// `tailscale up` then completes.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", operation_id = "authRegister", tag = "Auth",
+    request_body = AuthRegisterRequest,
+    responses(
+        (status = 200, body = NodeResponse),
+        (status = 400, description = "`user` or `authId` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or no machine waiting with that id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn auth_register(
+    State(tailnet): State<Arc<Tailnet>>,
+    JsonBody(body): JsonBody<AuthRegisterRequest>,
+) -> Result<Json<NodeResponse>, ApiError> {
+    let user = required(&body.user, "request body, field user")?;
+    let auth_id = required(&body.auth_id, "request body, field authId")?;
+    register_for(&tailnet, user, auth_id).await
+}
+
+/// Approve a pending auth session
+///
+/// For a machine logging in again to a node it already has; the node keeps
+/// its owner. A new machine is registered with `/api/v1/auth/register`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/approve", operation_id = "authApprove", tag = "Auth",
+    request_body = AuthDecisionRequest,
+    responses(
+        (status = 200, body = Empty),
+        (status = 400, description = "`authId` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No machine waiting with that id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A new machine: it needs a user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn auth_approve(
+    State(tailnet): State<Arc<Tailnet>>,
+    JsonBody(body): JsonBody<AuthDecisionRequest>,
+) -> Result<Json<Empty>, ApiError> {
+    tailnet
+        .approve_pending(required(&body.auth_id, "request body, field authId")?)
+        .await?;
+    Ok(Json(Empty {}))
+}
+
+/// Reject a pending auth session
+///
+/// The machine's `tailscale up` fails.
+#[utoipa::path(
+    post, path = "/api/v1/auth/reject", operation_id = "authReject", tag = "Auth",
+    request_body = AuthDecisionRequest,
+    responses(
+        (status = 200, body = Empty),
+        (status = 400, description = "`authId` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No machine waiting with that id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn auth_reject(
+    State(tailnet): State<Arc<Tailnet>>,
+    JsonBody(body): JsonBody<AuthDecisionRequest>,
+) -> Result<Json<Empty>, ApiError> {
+    tailnet.reject_registration(required(&body.auth_id, "request body, field authId")?, "")?;
+    Ok(Json(Empty {}))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RegisterNodeQuery {
+    /// The new node's owner (name or id).
+    #[param(required = true)]
+    user: Option<String>,
+    /// The id from the AuthURL.
+    #[param(required = true)]
+    key: Option<String>,
+}
+
+/// Register node
+///
+/// headscale's older form of `/api/v1/auth/register`.
+#[utoipa::path(
+    post, path = "/api/v1/node/register", operation_id = "registerNode", tag = "Nodes",
+    params(RegisterNodeQuery),
+    responses(
+        (status = 200, body = NodeResponse),
+        (status = 400, description = "`user` or `key` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or no machine waiting with that id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn register_node(
+    State(tailnet): State<Arc<Tailnet>>,
+    QueryParams(query): QueryParams<RegisterNodeQuery>,
+) -> Result<Json<NodeResponse>, ApiError> {
+    let user = required(
+        query.user.as_deref().unwrap_or_default(),
+        "query parameter user",
+    )?;
+    let auth_id = required(
+        query.key.as_deref().unwrap_or_default(),
+        "query parameter key",
+    )?;
+    register_for(&tailnet, user, auth_id).await
+}
