@@ -61,6 +61,9 @@ pub enum Command {
         alias = "machines"
     )]
     Nodes(NodesCommand),
+    /// Decide on machines waiting on their AuthURL (`tailscale up` without a key)
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Check that the running server and its database answer
     Health,
     /// Print the version and the Tailscale clients it supports
@@ -78,6 +81,34 @@ pub enum ConfigCommand {
     /// Load the configuration as `headway serve` would, print its warnings,
     /// and exit non-zero if it is invalid
     Check,
+}
+
+// --- interactive registration ---------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Register the waiting machine as a node of a user
+    Register(AuthRegister),
+    /// Let a machine that already has a node log in again (it keeps its owner)
+    Approve(AuthId),
+    /// Refuse the waiting machine; its `tailscale up` fails
+    Reject(AuthId),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthRegister {
+    /// The new node's owner (name or id)
+    #[arg(short, long)]
+    pub user: String,
+    #[command(flatten)]
+    pub auth_id: AuthId,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthId {
+    /// The id at the end of the AuthURL the client shows (…/register/<ID>)
+    #[arg(long, value_name = "ID")]
+    pub auth_id: String,
 }
 
 // --- users ------------------------------------------------------------------
@@ -224,6 +255,18 @@ pub enum NodesCommand {
     /// Set a node's tags
     #[command(visible_alias = "tags", alias = "t")]
     Tag(TagNode),
+    /// Register a machine waiting on its AuthURL (same as `auth register`)
+    Register(RegisterNode),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterNode {
+    /// The new node's owner (name or id)
+    #[arg(short, long)]
+    pub user: String,
+    /// The id at the end of the AuthURL the client shows (…/register/<ID>)
+    #[arg(short, long)]
+    pub key: String,
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +407,18 @@ mod tests {
                 "check",
             ],
             &["headway", "version", "-o", "json-line"],
+            &[
+                "headway",
+                "auth",
+                "register",
+                "--user",
+                "alice",
+                "--auth-id",
+                "abc",
+            ],
+            &["headway", "auth", "approve", "--auth-id", "abc"],
+            &["headway", "auth", "reject", "--auth-id", "abc"],
+            &["headway", "nodes", "register", "-u", "alice", "-k", "abc"],
         ] {
             if let Err(e) = Cli::try_parse_from(args) {
                 panic!("{args:?}: {e}");

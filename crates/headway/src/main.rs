@@ -90,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Users(c) => commands::users::run(&ctx, c).await?,
                 Command::Preauthkeys(c) => commands::preauthkeys::run(&ctx, c).await?,
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
+                Command::Auth(c) => commands::auth::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
                 Command::Serve | Command::Version | Command::Config(_) | Command::Configtest => {}
             }

@@ -177,6 +177,27 @@ impl Kit {
     }
 }
 
+impl Kit {
+    /// A machine that ran `tailscale up` without a key: its auth id.
+    async fn waiting(&self, n: u8, host: &str) -> String {
+        let req = RegisterRequest {
+            version: 133,
+            node_key: NodePublic([n; 32]),
+            hostinfo: Some(Hostinfo {
+                hostname: host.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (resp, _) = self
+            .tailnet
+            .register(MachinePublic([n; 32]), &req)
+            .await
+            .unwrap();
+        resp.auth_url.rsplit('/').next().unwrap().to_string()
+    }
+}
+
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
 }
@@ -483,6 +504,46 @@ async fn nodes() {
         .json_error(&["nodes", "delete", "-i", &id, "--force"])
         .await;
     assert!(e.contains("not found"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_registration() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    let first = k.waiting(1, "laptop").await;
+    let node = k
+        .json(&["auth", "register", "--user", "alice", "--auth-id", &first])
+        .await;
+    assert_eq!(node["givenName"], "laptop");
+    assert_eq!(node["user"]["name"], "alice");
+
+    let human = k
+        .run(&[
+            "nodes",
+            "register",
+            "-u",
+            "alice",
+            "-k",
+            &k.waiting(2, "desktop").await,
+        ])
+        .await;
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert_eq!(human.stdout.trim(), "Node desktop registered");
+
+    let third = k.waiting(3, "phone").await;
+    let e = k
+        .json_error(&["auth", "approve", "--auth-id", &third])
+        .await;
+    assert!(e.contains("auth register"), "{e}");
+    assert_eq!(
+        k.json(&["auth", "reject", "--auth-id", &third]).await,
+        serde_json::json!({})
+    );
+    let e = k
+        .json_error(&["auth", "register", "-u", "alice", "--auth-id", &third])
+        .await;
+    assert!(e.contains("not found"), "{e}");
+    assert_eq!(k.tailnet.list_nodes(None).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ pub async fn run(ctx: &Ctx, command: NodesCommand) -> anyhow::Result<()> {
         NodesCommand::Rename(args) => rename(ctx, args).await,
         NodesCommand::Move(args) => move_to(ctx, args).await,
         NodesCommand::Tag(args) => tag(ctx, args).await,
+        NodesCommand::Register(args) => super::auth::register(ctx, &args.user, &args.key).await,
     }
 }
 
