@@ -8,7 +8,7 @@
 //! share everything derived from it (filter template, peer relation). A
 //! node's own filter is its class template instantiated with its addresses.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -397,15 +397,41 @@ pub(crate) fn prefix_text(p: &IpNet) -> String {
 }
 
 /// Turns the policy's grants into resolved rules (ACLs are already grants).
-fn build_rules(res: &Resolver, grants: &[Grant]) -> Vec<Rule> {
+/// Shares equal `SrcIPs` lists, so that equal lists are one allocation and
+/// rules can be merged by comparing pointers.
+#[derive(Debug, Default)]
+pub(crate) struct TokenPool(HashSet<Arc<[String]>>);
+
+impl TokenPool {
+    pub fn intern(&mut self, tokens: Vec<String>) -> Arc<[String]> {
+        if let Some(existing) = self.0.get(tokens.as_slice()) {
+            return existing.clone();
+        }
+        let arc: Arc<[String]> = tokens.into();
+        self.0.insert(arc.clone());
+        arc
+    }
+}
+
+fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Rule> {
     let mut rules = Vec::new();
+    // Many rules share their sources (a group, a tag, `*`): resolve each list once.
+    let mut sources: HashMap<Vec<Alias>, (AddrSet, Arc<[String]>)> = HashMap::new();
+    let mut resolve = |aliases: Vec<Alias>, pool: &mut TokenPool| {
+        sources
+            .entry(aliases)
+            .or_insert_with_key(|a| {
+                let (set, tokens) = res.sources(a);
+                (set, pool.intern(tokens))
+            })
+            .clone()
+    };
     for g in grants {
         if g.src.is_empty() || g.dst.is_empty() {
             continue;
         }
         let src_aliases: Vec<Alias> = g.src.iter().map(|s| s.value.clone()).collect();
-        let (src_set, src_tokens) = res.sources(&src_aliases);
-        let src_tokens: Arc<[String]> = src_tokens.into();
+        let (src_set, src_tokens) = resolve(src_aliases.clone(), pool);
         let self_dst = g
             .dst
             .iter()
@@ -445,13 +471,13 @@ fn build_rules(res: &Resolver, grants: &[Grant]) -> Vec<Rule> {
                     continue;
                 }
                 let rev_src: Vec<Alias> = dst_aliases.iter().map(|a| (*a).clone()).collect();
-                let (rs, rt) = res.sources(&rev_src);
+                let (rs, rt) = resolve(rev_src, pool);
                 let rev_dsts: Vec<Dst> = src_aliases.iter().map(|a| res.destination(a)).collect();
                 let mut caps = PeerCapMap::new();
                 caps.insert((*companion).to_owned(), vec![]);
                 rules.push(Rule {
                     src_set: rs,
-                    src_tokens: rt.into(),
+                    src_tokens: rt,
                     dsts: rev_dsts,
                     self_dst: false,
                     body: Body::Cap(caps),
@@ -512,6 +538,7 @@ impl CompiledPolicy {
                 .collect()
         };
         let index = TailnetIndex::new(users, &facts);
+        let mut pool = TokenPool::default();
         let (rules, caps) = match &policy {
             Some(p) => {
                 p.check_tailnet_references(users)?;
@@ -521,9 +548,9 @@ impl CompiledPolicy {
                     index: &index,
                 };
                 let rules = if p.has_access_rules {
-                    build_rules(&res, &p.grants)
+                    build_rules(&res, &p.grants, &mut pool)
                 } else {
-                    build_rules(&res, &[allow_all_grant()])
+                    build_rules(&res, &[allow_all_grant()], &mut pool)
                 };
                 (rules, crate::caps::node_caps(p, &res, &facts))
             }
@@ -536,6 +563,7 @@ impl CompiledPolicy {
                         index: &index,
                     },
                     &[allow_all_grant()],
+                    &mut pool,
                 );
                 (rules, vec![Default::default(); facts.len()])
             }
@@ -559,7 +587,7 @@ impl CompiledPolicy {
             internet: well_known::internet(),
         };
         compiled.classify();
-        compiled.index_self_sources();
+        compiled.index_self_sources(&mut pool);
         compiled.index_routes();
         Ok(compiled)
     }
@@ -664,7 +692,7 @@ impl CompiledPolicy {
         self.internet_rules = RouteRules::new(&self.rules, &self.internet);
     }
 
-    fn index_self_sources(&mut self) {
+    fn index_self_sources(&mut self, pool: &mut TokenPool) {
         // Self rules often share their sources (autogroup:member); resolve each source set once.
         let mut by_sources: HashMap<&AddrSet, HashMap<UserId, Arc<[String]>>> = HashMap::new();
         let mut out = HashMap::new();
@@ -678,7 +706,7 @@ impl CompiledPolicy {
                         node_ip_tokens(n, list, seen);
                     }
                 }
-                acc.into_iter().map(|(k, (list, _))| (k, list.into())).collect()
+                acc.into_iter().map(|(k, (list, _))| (k, pool.intern(list))).collect()
             });
             for (owner, tokens) in per_owner.iter() {
                 out.insert((ri, *owner), tokens.clone());
@@ -841,7 +869,8 @@ impl CompiledPolicy {
         let class = &self.classes[self.node_class[ni]];
         let mut out: Vec<FilterRule> = Vec::new();
         // Port rules with equal SrcIPs and protocols are merged, as Tailscale does.
-        let mut merge: HashMap<(Arc<[String]>, Vec<i32>), usize> = HashMap::new();
+        // Equal SrcIPs lists are one interned allocation, so the pointer identifies the list.
+        let mut merge: HashMap<(usize, Vec<i32>), usize> = HashMap::new();
         let mut push_ip = |out: &mut Vec<FilterRule>,
                            src: Arc<[String]>,
                            protos: &[i32],
@@ -850,7 +879,7 @@ impl CompiledPolicy {
                 return;
             }
             // Like Tailscale, repeated destinations are kept (not deduplicated).
-            let key = (src.clone(), protos.to_vec());
+            let key = (Arc::as_ptr(&src).cast::<String>() as usize, protos.to_vec());
             if let Some(&i) = merge.get(&key) {
                 out[i].dst_ports.extend(dsts);
             } else {
