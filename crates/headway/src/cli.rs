@@ -71,6 +71,11 @@ pub enum Command {
     /// Work with the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print shell completions, e.g. `headway completions bash > /etc/bash_completion.d/headway`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Check the configuration (same as `config check`)
     #[command(hide = true)]
     Configtest,
@@ -407,6 +412,7 @@ mod tests {
                 "check",
             ],
             &["headway", "version", "-o", "json-line"],
+            &["headway", "completions", "zsh"],
             &[
                 "headway",
                 "auth",

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use headway_api::wire::HealthResponse;
 use headway_config::{Env, Loaded, Overrides};
 use serde::Serialize;
@@ -79,6 +79,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check) | Command::Configtest => {
             Ok(config_check(out, config_path, &env))
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "headway", &mut script);
+            output::write_stdout(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
@@ -92,7 +98,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
                 Command::Auth(c) => commands::auth::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
-                Command::Serve | Command::Version | Command::Config(_) | Command::Configtest => {}
+                Command::Serve
+                | Command::Version
+                | Command::Config(_)
+                | Command::Configtest
+                | Command::Completions { .. } => {}
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -159,7 +169,9 @@ fn config_check(out: Output, path: Option<PathBuf>, env: &Env) -> ExitCode {
     };
     match out.format {
         Some(format) => match output::render(format, &check) {
-            Ok(text) if check.ok => println!("{}", text.trim_end()),
+            Ok(text) if check.ok => {
+                let _ = output::write_stdout(&text);
+            }
             Ok(text) => eprintln!("{}", text.trim_end()),
             Err(e) => eprintln!("Error: {e}"),
         },
@@ -168,7 +180,9 @@ fn config_check(out: Output, path: Option<PathBuf>, env: &Env) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             match (&check.source, &check.error) {
-                (Some(source), _) => println!("configuration OK ({source})"),
+                (Some(source), _) => {
+                    let _ = output::write_stdout(&format!("configuration OK ({source})"));
+                }
                 (None, error) => eprintln!(
                     "Error: configuration {shown}: {}",
                     error.as_deref().unwrap_or("invalid")

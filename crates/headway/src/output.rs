@@ -34,8 +34,18 @@ impl Output {
             Some(format) => render(format, value)?,
             None => human(),
         };
-        println!("{}", text.trim_end_matches('\n'));
-        Ok(())
+        write_stdout(&text)
+    }
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away
+/// (`headway nodes list | head -1`) is not an error.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", text.trim_end_matches('\n')).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

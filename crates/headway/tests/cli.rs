@@ -557,6 +557,14 @@ async fn health_version_and_a_missing_server() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["minCapabilityVersion"], 109);
 
+    let completions = k.run(&["completions", "bash"]).await;
+    assert_eq!(completions.code, 0, "{}", completions.stderr);
+    assert!(
+        completions.stdout.contains("preauthkeys"),
+        "{}",
+        completions.stdout
+    );
+
     k.server.abort();
     let _ = std::fs::remove_file(k.dir.path().join("headway.sock"));
     let human = k.run(&["users", "list"]).await;
