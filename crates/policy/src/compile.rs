@@ -56,6 +56,8 @@ pub(crate) struct Rule {
     pub src_set: AddrSet,
     /// `SrcIPs` as Tailscale writes them.
     pub src_tokens: Arc<[String]>,
+    /// Nodes that are sources: by address, or by a subnet they route.
+    pub src_nodes: BitSet,
     pub dsts: Vec<Dst>,
     /// The rule (also) targets `autogroup:self`.
     pub self_dst: bool,
@@ -100,7 +102,7 @@ impl NodeFacts {
 }
 
 /// Membership of one node in the rules, which decides its identity class.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Signature {
     /// Rules the node is a source of.
     src: BitSet,
@@ -363,6 +365,27 @@ impl Resolver<'_> {
         (set, tokens)
     }
 
+    /// The nodes that are sources under `aliases` (whose addresses are `set`):
+    /// the nodes named, nodes with an address in the set, and routers of a
+    /// subnet overlapping it.
+    pub fn source_nodes(&self, aliases: &[Alias], set: &AddrSet) -> BitSet {
+        let mut members = BitSet::with_len(self.nodes.len());
+        let mut by_address = false;
+        for a in aliases {
+            match self.nodes_of(a) {
+                Some(named) => members.union_with(&named),
+                None => by_address = true,
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let routes = !n.subnet_routes.is_empty() && n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r));
+            if routes || (by_address && n.ips.iter().any(|ip| set.contains_ip(*ip))) {
+                members.set(i);
+            }
+        }
+        members
+    }
+
     /// A destination selector, resolved.
     pub fn destination(&self, alias: &Alias) -> Dst {
         match alias {
@@ -416,13 +439,14 @@ impl TokenPool {
 fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Rule> {
     let mut rules = Vec::new();
     // Many rules share their sources (a group, a tag, `*`): resolve each list once.
-    let mut sources: HashMap<Vec<Alias>, (AddrSet, Arc<[String]>)> = HashMap::new();
+    let mut sources: HashMap<Vec<Alias>, (AddrSet, Arc<[String]>, BitSet)> = HashMap::new();
     let mut resolve = |aliases: Vec<Alias>, pool: &mut TokenPool| {
         sources
             .entry(aliases)
             .or_insert_with_key(|a| {
                 let (set, tokens) = res.sources(a);
-                (set, pool.intern(tokens))
+                let members = res.source_nodes(a, &set);
+                (set, pool.intern(tokens), members)
             })
             .clone()
     };
@@ -431,7 +455,7 @@ fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Ru
             continue;
         }
         let src_aliases: Vec<Alias> = g.src.iter().map(|s| s.value.clone()).collect();
-        let (src_set, src_tokens) = resolve(src_aliases.clone(), pool);
+        let (src_set, src_tokens, src_nodes) = resolve(src_aliases.clone(), pool);
         let self_dst = g
             .dst
             .iter()
@@ -447,6 +471,7 @@ fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Ru
             rules.push(Rule {
                 src_set: src_set.clone(),
                 src_tokens: src_tokens.clone(),
+                src_nodes: src_nodes.clone(),
                 dsts: dsts.clone(),
                 self_dst,
                 body: Body::Ip {
@@ -460,6 +485,7 @@ fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Ru
             rules.push(Rule {
                 src_set: src_set.clone(),
                 src_tokens: src_tokens.clone(),
+                src_nodes: src_nodes.clone(),
                 dsts: dsts.clone(),
                 self_dst,
                 body: Body::Cap(g.app.clone()),
@@ -471,13 +497,14 @@ fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Ru
                     continue;
                 }
                 let rev_src: Vec<Alias> = dst_aliases.iter().map(|a| (*a).clone()).collect();
-                let (rs, rt) = resolve(rev_src, pool);
+                let (rs, rt, rn) = resolve(rev_src, pool);
                 let rev_dsts: Vec<Dst> = src_aliases.iter().map(|a| res.destination(a)).collect();
                 let mut caps = PeerCapMap::new();
                 caps.insert((*companion).to_owned(), vec![]);
                 rules.push(Rule {
                     src_set: rs,
                     src_tokens: rt,
+                    src_nodes: rn,
                     dsts: rev_dsts,
                     self_dst: false,
                     body: Body::Cap(caps),
@@ -615,8 +642,9 @@ impl CompiledPolicy {
         let mut index: HashMap<Signature, usize> = HashMap::new();
         self.classes.clear();
         self.node_class = Vec::with_capacity(self.nodes.len());
+        let mut sigs = self.signatures(slot, has_self);
         for ni in 0..self.nodes.len() {
-            let sig = self.signature(ni, slot, has_self);
+            let sig = std::mem::take(&mut sigs[ni]);
             let ci = *index.entry(sig.clone()).or_insert_with(|| {
                 let mut dst_rules = BitSet::with_len(self.rules.len());
                 for (ri, slots) in self.dst_slots.iter().enumerate() {
@@ -715,24 +743,62 @@ impl CompiledPolicy {
         self.self_sources = out;
     }
 
-    fn signature(&self, ni: usize, dst_bits: usize, has_self: bool) -> Signature {
-        let n = &self.nodes[ni];
-        let mut src = BitSet::with_len(self.rules.len());
-        let mut dst = BitSet::with_len(dst_bits);
+    /// Every node's signature. Computed rule by rule from the set of nodes
+    /// each rule matches (identity selectors already are node sets), which
+    /// costs the total number of matches rather than nodes × rules.
+    fn signatures(&self, dst_bits: usize, has_self: bool) -> Vec<Signature> {
+        let mut sigs: Vec<Signature> = self
+            .nodes
+            .iter()
+            .map(|n| Signature {
+                src: BitSet::with_len(self.rules.len()),
+                dst: BitSet::with_len(dst_bits),
+                self_owner: if has_self { n.owner } else { None },
+            })
+            .collect();
+        // Address destinations repeat across rules (`*`, a subnet): match each once.
+        let mut entry_members: HashMap<&AddrSet, BitSet> = HashMap::new();
+        let routers: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| !self.nodes[i].subnet_routes.is_empty() || self.nodes[i].is_exit()).collect();
         for (ri, rule) in self.rules.iter().enumerate() {
-            if n.touches(&rule.src_set) {
-                src.set(ri);
+            for ni in rule.src_nodes.ones() {
+                sigs[ni].src.set(ri);
             }
             for (di, d) in rule.dsts.iter().enumerate() {
                 let start = self.dst_slots[ri][di];
-                self.mark_dst_entries(ni, rule, d, |e| dst.set(start + e));
+                if !rule.via.is_empty() {
+                    // Only routers carrying a via tag can be reached through a via rule.
+                    for &ni in &routers {
+                        self.mark_dst_entries(ni, rule, d, |e| sigs[ni].dst.set(start + e));
+                    }
+                    continue;
+                }
+                match d {
+                    Dst::Nodes(set) => {
+                        for ni in set.ones() {
+                            sigs[ni].dst.set(start);
+                        }
+                    }
+                    Dst::Addrs(entries) => {
+                        for (e, (_, set)) in entries.iter().enumerate() {
+                            let members = entry_members.entry(set).or_insert_with(|| {
+                                let mut m = BitSet::with_len(self.nodes.len());
+                                for (ni, n) in self.nodes.iter().enumerate() {
+                                    if n.touches(set) || (n.is_exit() && set.is_subset_of(&self.internet)) {
+                                        m.set(ni);
+                                    }
+                                }
+                                m
+                            });
+                            for ni in members.ones() {
+                                sigs[ni].dst.set(start + e);
+                            }
+                        }
+                    }
+                }
             }
         }
-        Signature {
-            src,
-            dst,
-            self_owner: if has_self { n.owner } else { None },
-        }
+        sigs
     }
 
     /// Calls `mark` with each entry of destination `d` of `rule` that concerns
