@@ -210,7 +210,11 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ("taildrop.", "the Taildrop switch", None),
     ("auto_update.", "the client auto-update default", None),
     ("policy.", "the policy engine", Some("policy.path")),
-    ("dns.extra_records_path", "extra DNS records from a file", None),
+    (
+        "dns.extra_records_path",
+        "extra DNS records from a file",
+        None,
+    ),
     ("trusted_proxies", "trusting forwarded-for headers", None),
     ("metrics_listen_addr", "the metrics listener", None),
 ];

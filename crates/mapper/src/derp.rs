@@ -8,7 +8,11 @@ use headway_proto::tailcfg::DerpMap;
 /// must verify through their trust store (e.g. `SSL_CERT_FILE`).
 pub fn derp_map_for(map: &DerpMap, capver: i32) -> std::borrow::Cow<'_, DerpMap> {
     const PIN_AWARE: i32 = 115;
-    let pinned = map.regions.values().flat_map(|r| &r.nodes).any(|n| n.cert_name.starts_with("sha256-raw:"));
+    let pinned = map
+        .regions
+        .values()
+        .flat_map(|r| &r.nodes)
+        .any(|n| n.cert_name.starts_with("sha256-raw:"));
     if capver >= PIN_AWARE || !pinned {
         return std::borrow::Cow::Borrowed(map);
     }
@@ -33,11 +37,17 @@ mod tests {
             999,
             DerpRegion {
                 region_id: 999,
-                nodes: vec![DerpNode { cert_name: "sha256-raw:abcd".into(), ..Default::default() }],
+                nodes: vec![DerpNode {
+                    cert_name: "sha256-raw:abcd".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
         );
-        assert_eq!(derp_map_for(&m, 133).regions[&999].nodes[0].cert_name, "sha256-raw:abcd");
+        assert_eq!(
+            derp_map_for(&m, 133).regions[&999].nodes[0].cert_name,
+            "sha256-raw:abcd"
+        );
         assert_eq!(derp_map_for(&m, 109).regions[&999].nodes[0].cert_name, "");
     }
 }

@@ -7,7 +7,13 @@ use headway_state::model::Node;
 use headway_state::settings::Settings;
 
 fn resolvers(addrs: &[String]) -> Vec<Resolver> {
-    addrs.iter().map(|a| Resolver { addr: a.clone(), ..Default::default() }).collect()
+    addrs
+        .iter()
+        .map(|a| Resolver {
+            addr: a.clone(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// MagicDNS answers `<node>.<base_domain>` itself (the 100.100.100.100
@@ -15,7 +21,10 @@ fn resolvers(addrs: &[String]) -> Vec<Resolver> {
 /// DNS, and in `FallbackResolvers` otherwise.
 pub fn dns_config(settings: &Settings, _node: &Node) -> DnsConfig {
     let dns = &settings.dns;
-    let mut cfg = DnsConfig { proxied: dns.magic_dns, ..Default::default() };
+    let mut cfg = DnsConfig {
+        proxied: dns.magic_dns,
+        ..Default::default()
+    };
     if dns.override_local_dns {
         cfg.resolvers = resolvers(&dns.nameservers);
     } else {

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use headway_proto::tailcfg::{self, FilterRule, MapResponse, NodeCapMap, SshPolicy, UserProfile};
 use headway_state::Tailnet;
-use headway_state::model::{Node, NodeId, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_USER_NAME, User, UserId};
+use headway_state::model::{
+    Node, NodeId, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_USER_NAME, User, UserId,
+};
 use headway_state::sessions::Pending;
 use headway_state::settings::Settings;
 
@@ -111,11 +113,17 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
     let now = src.now();
     let peers = src.peers_of(me);
     let tail_peers: Vec<tailcfg::Node> = peers.iter().map(|p| peer_node(src, p, now)).collect();
-    let users = profiles(src, std::iter::once(presented_user(me)).chain(peers.iter().map(|p| presented_user(p))));
+    let users = profiles(
+        src,
+        std::iter::once(presented_user(me)).chain(peers.iter().map(|p| presented_user(p))),
+    );
     // An empty `Peers` means "unchanged" to the client: a resync to an empty
     // peer list must remove the old ones explicitly.
     let peers_removed = if resync && tail_peers.is_empty() {
-        src.all_node_ids().into_iter().filter(|id| *id != me.id).collect()
+        src.all_node_ids()
+            .into_iter()
+            .filter(|id| *id != me.id)
+            .collect()
     } else {
         Vec::new()
     };
@@ -131,7 +139,9 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
         ssh_policy: Some(src.ssh_policy(me).unwrap_or_default()),
         collect_services: Some(false),
         control_time: Some(now),
-        debug: Some(tailcfg::Debug { disable_log_tail: true }),
+        debug: Some(tailcfg::Debug {
+            disable_log_tail: true,
+        }),
         ..Default::default()
     }
 }
@@ -188,7 +198,10 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
 
 /// A keep-alive message.
 pub fn keep_alive() -> MapResponse {
-    MapResponse { keep_alive: true, ..Default::default() }
+    MapResponse {
+        keep_alive: true,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,11 @@ fn common(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node
         endpoints: node.endpoints.clone(),
         home_derp: node.home_derp,
         // Clients before capver 111 only read the legacy form.
-        legacy_derp: if node.home_derp != 0 { format!("127.3.3.40:{}", node.home_derp) } else { String::new() },
+        legacy_derp: if node.home_derp != 0 {
+            format!("127.3.3.40:{}", node.home_derp)
+        } else {
+            String::new()
+        },
         created: Some(node.created_at),
         cap: node.cap_version,
         tags: node.tags.clone(),

@@ -12,16 +12,41 @@ use headway_state::tailnet::{NewPreAuthKey, NewUser};
 use super::*;
 
 async fn tailnet_with(n: u8) -> Arc<Tailnet> {
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()));
-    let tn = Tailnet::load(Arc::new(MemStore::default()), clock, Settings::default()).await.unwrap();
-    let u = tn.create_user(NewUser { name: "alice".into(), email: "alice@example.com".into(), ..Default::default() }).await.unwrap();
-    let (_, key) = tn.create_preauth_key(NewPreAuthKey { user: Some(u.id), reusable: true, ..Default::default() }).await.unwrap();
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    ));
+    let tn = Tailnet::load(Arc::new(MemStore::default()), clock, Settings::default())
+        .await
+        .unwrap();
+    let u = tn
+        .create_user(NewUser {
+            name: "alice".into(),
+            email: "alice@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, key) = tn
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(u.id),
+            reusable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     for i in 1..=n {
         let req = RegisterRequest {
             version: 133,
             node_key: NodePublic([i; 32]),
-            auth: Some(RegisterResponseAuth { auth_key: key.clone(), ..Default::default() }),
-            hostinfo: Some(Hostinfo { hostname: format!("node{i}"), os: "linux".into(), ..Default::default() }),
+            auth: Some(RegisterResponseAuth {
+                auth_key: key.clone(),
+                ..Default::default()
+            }),
+            hostinfo: Some(Hostinfo {
+                hostname: format!("node{i}"),
+                os: "linux".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         tn.register(MachinePublic([i; 32]), &req).await.unwrap();
@@ -41,11 +66,21 @@ async fn full_map_has_everything_the_client_requires() {
     assert_eq!(node.allowed_ips, node.addresses);
     assert!(node.cap_map.contains_key("https://tailscale.com/cap/ssh"));
     assert_eq!(m.peers.len(), 2);
-    assert!(m.peers.windows(2).all(|w| w[0].id < w[1].id), "peers sorted by id");
-    assert!(m.peers.iter().all(|p| p.machine_authorized && !p.addresses.is_empty()));
+    assert!(
+        m.peers.windows(2).all(|w| w[0].id < w[1].id),
+        "peers sorted by id"
+    );
+    assert!(
+        m.peers
+            .iter()
+            .all(|p| p.machine_authorized && !p.addresses.is_empty())
+    );
     assert!(m.packet_filter.is_some());
     assert!(m.dns_config.as_ref().unwrap().proxied);
-    assert_eq!(m.dns_config.as_ref().unwrap().domains, vec!["headway.internal"]);
+    assert_eq!(
+        m.dns_config.as_ref().unwrap().domains,
+        vec!["headway.internal"]
+    );
     assert_eq!(m.user_profiles.len(), 1);
     assert_eq!(m.user_profiles[0].login_name, "alice@example.com");
     assert!(m.debug.as_ref().unwrap().disable_log_tail);
@@ -54,7 +89,10 @@ async fn full_map_has_everything_the_client_requires() {
     let v = serde_json::to_value(&m).unwrap();
     assert!(v["PacketFilter"][0]["SrcIPs"].is_array());
     assert!(v["Peers"][0].get("Hostinfo").is_some());
-    assert!(v["Peers"][0]["Hostinfo"].get("NetInfo").is_none(), "peers get trimmed host info");
+    assert!(
+        v["Peers"][0]["Hostinfo"].get("NetInfo").is_none(),
+        "peers get trimmed host info"
+    );
 }
 
 #[tokio::test]

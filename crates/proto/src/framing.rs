@@ -31,7 +31,11 @@ pub enum Compression {
 
 impl Compression {
     pub fn from_request(compress: &str) -> Self {
-        if compress == "zstd" { Compression::Zstd } else { Compression::None }
+        if compress == "zstd" {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
     }
 }
 
@@ -40,7 +44,9 @@ pub fn frame_json(json: &[u8], compression: Compression) -> Result<Bytes, Framin
     let payload: std::borrow::Cow<'_, [u8]> = match compression {
         Compression::None => json.into(),
         // Level 1: map messages are small and latency matters more than ratio.
-        Compression::Zstd => zstd::bulk::compress(json, 1).map_err(FramingError::Zstd)?.into(),
+        Compression::Zstd => zstd::bulk::compress(json, 1)
+            .map_err(FramingError::Zstd)?
+            .into(),
     };
     if payload.len() > MAX_MESSAGE {
         return Err(FramingError::TooLarge(payload.len()));
@@ -92,7 +98,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_with_and_without_zstd() {
-        let msg = MapResponse { keep_alive: true, ..Default::default() };
+        let msg = MapResponse {
+            keep_alive: true,
+            ..Default::default()
+        };
         for c in [Compression::None, Compression::Zstd] {
             let f = frame(&msg, c).unwrap();
             let len = u32::from_le_bytes(f[..4].try_into().unwrap()) as usize;
@@ -110,7 +119,11 @@ mod tests {
     fn partial_frame_waits_for_more() {
         let f = frame(&MapResponse::default(), Compression::Zstd).unwrap();
         let mut buf = BytesMut::from(&f[..f.len() - 1]);
-        assert!(decode_frames(&mut buf, Compression::Zstd).unwrap().is_empty());
+        assert!(
+            decode_frames(&mut buf, Compression::Zstd)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(buf.len(), f.len() - 1);
     }
 }

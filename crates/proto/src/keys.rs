@@ -15,14 +15,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("key {value:?}: expected prefix {expected:?} followed by 64 hex digits")]
-    Prefix { expected: &'static str, value: String },
+    Prefix {
+        expected: &'static str,
+        value: String,
+    },
     #[error("key {value:?}: expected 64 hex digits after {prefix:?}")]
     Hex { prefix: &'static str, value: String },
 }
 
 fn shorten(s: &str) -> String {
     // Keys in error messages are shortened: a private key must never reach a log.
-    if s.len() > 24 { format!("{}…", &s[..24]) } else { s.to_string() }
+    if s.len() > 24 {
+        format!("{}…", &s[..24])
+    } else {
+        s.to_string()
+    }
 }
 
 fn parse_prefixed(s: &str, prefixes: &[&'static str]) -> Result<[u8; 32], KeyError> {
@@ -30,11 +37,17 @@ fn parse_prefixed(s: &str, prefixes: &[&'static str]) -> Result<[u8; 32], KeyErr
         .iter()
         .find_map(|p| s.strip_prefix(p).map(|rest| (*p, rest)))
     else {
-        return Err(KeyError::Prefix { expected: prefixes[0], value: shorten(s) });
+        return Err(KeyError::Prefix {
+            expected: prefixes[0],
+            value: shorten(s),
+        });
     };
     let mut out = [0u8; 32];
     if hex_part.len() != 64 || hex::decode_to_slice(hex_part, &mut out).is_err() {
-        return Err(KeyError::Hex { prefix, value: shorten(s) });
+        return Err(KeyError::Hex {
+            prefix,
+            value: shorten(s),
+        });
     }
     Ok(out)
 }
@@ -204,18 +217,27 @@ mod tests {
 
     #[test]
     fn zero_key_is_prefix_and_zeros() {
-        assert_eq!(MachinePublic::ZERO.to_string(), format!("mkey:{}", "0".repeat(64)));
+        assert_eq!(
+            MachinePublic::ZERO.to_string(),
+            format!("mkey:{}", "0".repeat(64))
+        );
         assert!(MachinePublic::ZERO.is_zero());
     }
 
     #[test]
     fn rejects_empty_wrong_prefix_and_bad_hex() {
-        assert!(matches!("".parse::<NodePublic>(), Err(KeyError::Prefix { .. })));
+        assert!(matches!(
+            "".parse::<NodePublic>(),
+            Err(KeyError::Prefix { .. })
+        ));
         assert!(matches!(
             format!("mkey:{}", "00".repeat(32)).parse::<NodePublic>(),
             Err(KeyError::Prefix { .. })
         ));
-        assert!(matches!("nodekey:zz".parse::<NodePublic>(), Err(KeyError::Hex { .. })));
+        assert!(matches!(
+            "nodekey:zz".parse::<NodePublic>(),
+            Err(KeyError::Hex { .. })
+        ));
         assert!(serde_json::from_str::<NodePublic>("\"\"").is_err());
     }
 

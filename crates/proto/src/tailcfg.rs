@@ -50,7 +50,11 @@ pub mod go_time {
     pub fn parse(s: &str) -> Result<Option<DateTime<Utc>>, chrono::ParseError> {
         let t = DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc);
         // Go's zero time and anything before the epoch's first day are "unset".
-        Ok(if t.timestamp() <= -62135596800 { None } else { Some(t) })
+        Ok(if t.timestamp() <= -62135596800 {
+            None
+        } else {
+            Some(t)
+        })
     }
 
     /// `None` is written as Go's zero time (for fields Go never omits).
@@ -72,10 +76,15 @@ pub mod go_time {
     /// For `Option` fields skipped when `None`.
     pub mod opt {
         use super::*;
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             super::serialize(t, s)
         }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
             super::deserialize(d)
         }
     }
@@ -128,7 +137,11 @@ pub struct EarlyNoise {
 pub struct NetInfo {
     #[serde(rename = "PreferredDERP", skip_serializing_if = "is_zero_i32")]
     pub preferred_derp: i32,
-    #[serde(rename = "DERPLatency", skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "DERPLatency",
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub derp_latency: BTreeMap<String, f64>,
     /// Everything else the client reports (NAT flags, link type…), kept verbatim.
     #[serde(flatten)]
@@ -159,13 +172,29 @@ pub struct Hostinfo {
     pub os_version: String,
     #[serde(rename = "Hostname", skip_serializing_if = "String::is_empty")]
     pub hostname: String,
-    #[serde(rename = "RoutableIPs", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "RoutableIPs",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub routable_ips: Vec<IpNet>,
-    #[serde(rename = "RequestTags", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "RequestTags",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub request_tags: Vec<String>,
-    #[serde(rename = "Services", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "Services",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub services: Vec<Service>,
-    #[serde(rename = "sshHostKeys", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "sshHostKeys",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub ssh_host_keys: Vec<String>,
     #[serde(rename = "ShieldsUp", skip_serializing_if = "is_false")]
     pub shields_up: bool,
@@ -224,7 +253,11 @@ pub struct User {
     pub display_name: String,
     #[serde(rename = "ProfilePicURL", skip_serializing_if = "String::is_empty")]
     pub profile_pic_url: String,
-    #[serde(rename = "Created", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Created",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created: Option<DateTime<Utc>>,
 }
 
@@ -280,9 +313,17 @@ pub struct MapRequest {
     pub stream: bool,
     #[serde(rename = "Hostinfo", skip_serializing_if = "Option::is_none")]
     pub hostinfo: Option<Hostinfo>,
-    #[serde(rename = "Endpoints", skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient_endpoints")]
+    #[serde(
+        rename = "Endpoints",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient_endpoints"
+    )]
     pub endpoints: Vec<SocketAddr>,
-    #[serde(rename = "EndpointTypes", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "EndpointTypes",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub endpoint_types: Vec<i32>,
     #[serde(rename = "TKAHead", skip_serializing_if = "String::is_empty")]
     pub tka_head: String,
@@ -290,11 +331,17 @@ pub struct MapRequest {
     pub read_only: bool,
     #[serde(rename = "OmitPeers", skip_serializing_if = "is_false")]
     pub omit_peers: bool,
-    #[serde(rename = "DebugFlags", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "DebugFlags",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub debug_flags: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct PortRange {
     #[serde(rename = "First")]
     pub first: u16,
@@ -303,7 +350,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ANY: PortRange = PortRange { first: 0, last: 65535 };
+    pub const ANY: PortRange = PortRange {
+        first: 0,
+        last: 65535,
+    };
     pub fn single(p: u16) -> Self {
         PortRange { first: p, last: p }
     }
@@ -347,7 +397,10 @@ impl FilterRule {
     pub fn allow_all() -> Vec<FilterRule> {
         vec![FilterRule {
             src_ips: vec!["*".into()],
-            dst_ports: vec![NetPortRange { ip: "*".into(), ports: PortRange::ANY }],
+            dst_ports: vec![NetPortRange {
+                ip: "*".into(),
+                ports: PortRange::ANY,
+            }],
             ..Default::default()
         }]
     }
@@ -497,7 +550,11 @@ pub struct Node {
     pub user: UserId,
     #[serde(rename = "Key")]
     pub key: NodePublic,
-    #[serde(rename = "KeyExpiry", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyExpiry",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_expiry: Option<DateTime<Utc>>,
     #[serde(rename = "Machine", skip_serializing_if = "MachinePublic::is_zero")]
     pub machine: MachinePublic,
@@ -507,7 +564,11 @@ pub struct Node {
     pub addresses: Vec<IpNet>,
     #[serde(rename = "AllowedIPs", skip_serializing_if = "Vec::is_empty")]
     pub allowed_ips: Vec<IpNet>,
-    #[serde(rename = "Endpoints", skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient_endpoints")]
+    #[serde(
+        rename = "Endpoints",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient_endpoints"
+    )]
     pub endpoints: Vec<SocketAddr>,
     #[serde(rename = "HomeDERP", skip_serializing_if = "is_zero_i32")]
     pub home_derp: i32,
@@ -516,7 +577,11 @@ pub struct Node {
     pub legacy_derp: String,
     #[serde(rename = "Hostinfo", skip_serializing_if = "Option::is_none")]
     pub hostinfo: Option<Hostinfo>,
-    #[serde(rename = "Created", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Created",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created: Option<DateTime<Utc>>,
     #[serde(rename = "Cap", skip_serializing_if = "is_zero_i32")]
     pub cap: CapabilityVersion,
@@ -524,7 +589,11 @@ pub struct Node {
     pub tags: Vec<String>,
     #[serde(rename = "PrimaryRoutes", skip_serializing_if = "Vec::is_empty")]
     pub primary_routes: Vec<IpNet>,
-    #[serde(rename = "LastSeen", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "LastSeen",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_seen: Option<DateTime<Utc>>,
     #[serde(rename = "Online", skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
@@ -558,9 +627,17 @@ pub struct PeerChange {
     pub disco_key: Option<DiscoPublic>,
     #[serde(rename = "Online", skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
-    #[serde(rename = "LastSeen", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "LastSeen",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_seen: Option<DateTime<Utc>>,
-    #[serde(rename = "KeyExpiry", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "KeyExpiry",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_expiry: Option<DateTime<Utc>>,
 }
 
@@ -660,7 +737,11 @@ pub struct SshAction {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SshRule {
-    #[serde(rename = "ruleExpires", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ruleExpires",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rule_expires: Option<DateTime<Utc>>,
     #[serde(rename = "principals")]
     pub principals: Vec<SshPrincipal>,
@@ -716,7 +797,11 @@ pub struct MapResponse {
     pub user_profiles: Vec<UserProfile>,
     #[serde(rename = "SSHPolicy", skip_serializing_if = "Option::is_none")]
     pub ssh_policy: Option<SshPolicy>,
-    #[serde(rename = "ControlTime", with = "go_time::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ControlTime",
+        with = "go_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub control_time: Option<DateTime<Utc>>,
     #[serde(rename = "Health", skip_serializing_if = "Option::is_none")]
     pub health: Option<Vec<String>>,
@@ -775,7 +860,13 @@ mod tests {
             v,
             serde_json::json!([{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}])
         );
-        let n = DerpNode { host_name: "h".into(), ipv4: "127.0.0.1".into(), derp_port: 1, stun_port: 2, ..Default::default() };
+        let n = DerpNode {
+            host_name: "h".into(),
+            ipv4: "127.0.0.1".into(),
+            derp_port: 1,
+            stun_port: 2,
+            ..Default::default()
+        };
         let v = serde_json::to_value(&n).unwrap();
         for k in ["HostName", "IPv4", "DERPPort", "STUNPort", "RegionID"] {
             assert!(v.get(k).is_some(), "{k} missing in {v}");
@@ -810,8 +901,18 @@ mod tests {
 
     #[test]
     fn patch_merge_later_wins() {
-        let mut a = PeerChange { node_id: 1, derp_region: 900, online: Some(true), ..Default::default() };
-        a.merge(PeerChange { node_id: 1, online: Some(false), endpoints: Some(vec![]), ..Default::default() });
+        let mut a = PeerChange {
+            node_id: 1,
+            derp_region: 900,
+            online: Some(true),
+            ..Default::default()
+        };
+        a.merge(PeerChange {
+            node_id: 1,
+            online: Some(false),
+            endpoints: Some(vec![]),
+            ..Default::default()
+        });
         assert_eq!(a.derp_region, 900);
         assert_eq!(a.online, Some(false));
         assert_eq!(a.endpoints, Some(vec![]));

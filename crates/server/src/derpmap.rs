@@ -96,19 +96,27 @@ impl From<MapFile> for DerpMap {
                 )
             })
             .collect();
-        DerpMap { regions, ..Default::default() }
+        DerpMap {
+            regions,
+            ..Default::default()
+        }
     }
 }
 
 /// Reads a DERP map file (YAML or JSON).
 pub fn load_file(path: &Path) -> anyhow::Result<DerpMap> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("derp.paths: reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("derp.paths: reading {}", path.display()))?;
     let file: MapFile = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("derp.paths: {} is not a DERP map (expected `regions: {{<id>: {{regionid, nodes: [...]}}}}`)", path.display()))?;
     let map = DerpMap::from(file);
     for (id, r) in &map.regions {
         if *id != r.region_id {
-            anyhow::bail!("derp.paths: {}: region key {id} differs from its regionid {}", path.display(), r.region_id);
+            anyhow::bail!(
+                "derp.paths: {}: region key {id} differs from its regionid {}",
+                path.display(),
+                r.region_id
+            );
         }
     }
     Ok(map)
@@ -123,8 +131,12 @@ pub async fn fetch(url: &url::Url) -> anyhow::Result<DerpMap> {
         .enable_http1()
         .build();
     let client: hyper_util::client::legacy::Client<_, Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
-    let uri: http::Uri = url.as_str().parse().with_context(|| format!("derp.urls: {url} is not a valid URI"))?;
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .with_context(|| format!("derp.urls: {url} is not a valid URI"))?;
     let fut = async {
         let resp = client.get(uri).await?;
         let status = resp.status();

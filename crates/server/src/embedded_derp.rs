@@ -36,22 +36,39 @@ impl EmbeddedDerp {
         let key = keys::load_or_create(&ds.private_key_path, "DERP private key")?;
         let (stun, stun_addr) = match ds.stun_listen_addr {
             Some(addr) => {
-                let sock = UdpSocket::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} for STUN (derp.server.stun_listen_addr)"))?;
+                let sock = UdpSocket::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} for STUN (derp.server.stun_listen_addr)")
+                })?;
                 let a = sock.local_addr()?;
                 (Some(sock), Some(a))
             }
             None => (None, None),
         };
-        let host = config.server_url.host_str().unwrap_or("127.0.0.1").to_string();
+        let host = config
+            .server_url
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .to_string();
         let (derp_port, tls, tls_addr) = if config.server_url.scheme() == "https" {
-            (config.server_url.port_or_known_default().unwrap_or(443), None, None)
+            (
+                config.server_url.port_or_known_default().unwrap_or(443),
+                None,
+                None,
+            )
         } else {
-            let l = bind_tcp(ds.tls_listen_addr, "embedded DERP over TLS", "derp.server.tls_listen_addr").await?;
+            let l = bind_tcp(
+                ds.tls_listen_addr,
+                "embedded DERP over TLS",
+                "derp.server.tls_listen_addr",
+            )
+            .await?;
             let addr = l.local_addr()?;
-            let cert = SelfSignedCert::load_or_generate(&ds.tls_cert_path, &ds.tls_key_path, &[host.as_str()])
-                .context("preparing the DERP TLS certificate (derp.server.tls_cert_path)")?;
+            let cert = SelfSignedCert::load_or_generate(
+                &ds.tls_cert_path,
+                &ds.tls_key_path,
+                &[host.as_str()],
+            )
+            .context("preparing the DERP TLS certificate (derp.server.tls_cert_path)")?;
             (addr.port(), Some((l, cert)), Some(addr))
         };
         let host_ip: Option<std::net::IpAddr> = host.trim_matches(['[', ']']).parse().ok();
@@ -87,14 +104,25 @@ impl EmbeddedDerp {
         // An explicitly disabled family is spelt "none" for the client; an
         // IP literal host with the other family unset must not be resolved.
         for n in &mut region.nodes {
-            if matches!(ds.ipv4, DerpNodeIp::Disabled) || (host_ip.is_some_and(|h| h.is_ipv6()) && n.ipv4.is_empty()) {
+            if matches!(ds.ipv4, DerpNodeIp::Disabled)
+                || (host_ip.is_some_and(|h| h.is_ipv6()) && n.ipv4.is_empty())
+            {
                 n.ipv4 = "none".into();
             }
-            if matches!(ds.ipv6, DerpNodeIp::Disabled) || (host_ip.is_some_and(|h| h.is_ipv4()) && n.ipv6.is_empty()) {
+            if matches!(ds.ipv6, DerpNodeIp::Disabled)
+                || (host_ip.is_some_and(|h| h.is_ipv4()) && n.ipv6.is_empty())
+            {
                 n.ipv6 = "none".into();
             }
         }
-        Ok(Self { key, region, tls_addr, stun_addr, tls, stun })
+        Ok(Self {
+            key,
+            region,
+            tls_addr,
+            stun_addr,
+            tls,
+            stun,
+        })
     }
 
     /// Starts serving. Returns the DERP routes to mount on the main listener
@@ -117,7 +145,11 @@ impl EmbeddedDerp {
         let router = headway_derp::router(Arc::new(server));
         if let Some(sock) = self.stun {
             let sd = shutdown.clone();
-            tasks.spawn(async move { headway_derp::serve_stun(sock, sd.cancelled_owned()).await.context("STUN server failed") });
+            tasks.spawn(async move {
+                headway_derp::serve_stun(sock, sd.cancelled_owned())
+                    .await
+                    .context("STUN server failed")
+            });
         }
         match self.tls {
             Some((listener, cert)) => {

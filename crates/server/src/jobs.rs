@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 const EPHEMERAL_SWEEP: Duration = Duration::from_secs(5);
 const SOFT_STATE_FLUSH: Duration = Duration::from_secs(10);
 
-pub(crate) fn spawn(tasks: &mut JoinSet<anyhow::Result<()>>, tailnet: Arc<Tailnet>, shutdown: CancellationToken) {
+pub(crate) fn spawn(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    tailnet: Arc<Tailnet>,
+    shutdown: CancellationToken,
+) {
     let t = tailnet.clone();
     let sd = shutdown.clone();
     tasks.spawn(async move {

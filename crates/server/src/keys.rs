@@ -11,14 +11,18 @@ use headway_proto::keys::PrivateKey;
 pub fn load_or_create(path: &Path, what: &str) -> anyhow::Result<PrivateKey> {
     if path.exists() {
         check_private(path, what)?;
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the {what} at {}", path.display()))?;
-        return text
-            .trim()
-            .parse()
-            .with_context(|| format!("the {what} at {} is not a `privkey:<64 hex>` key", path.display()));
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the {what} at {}", path.display()))?;
+        return text.trim().parse().with_context(|| {
+            format!(
+                "the {what} at {} is not a `privkey:<64 hex>` key",
+                path.display()
+            )
+        });
     }
     let key = PrivateKey::generate();
-    write_private(path, &key.to_text()).with_context(|| format!("creating the {what} at {}", path.display()))?;
+    write_private(path, &key.to_text())
+        .with_context(|| format!("creating the {what} at {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated a new {what}");
     Ok(key)
 }
@@ -42,10 +46,20 @@ fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
     Ok(())
@@ -65,7 +79,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             let err = load_or_create(&path, "Noise key").unwrap_err().to_string();
             assert!(err.contains("chmod 600"), "{err}");

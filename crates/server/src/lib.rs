@@ -96,9 +96,9 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 async fn bind_tcp(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {what} ({key}); is another server using it?"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what} ({key}); is another server using it?")
+    })
 }
 
 impl Server {
@@ -107,7 +107,11 @@ impl Server {
     }
 
     /// [`Server::start`] with other map-stream timers (tests shorten them).
-    pub async fn start_with(config: Config, timing: Timing, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        config: Config,
+        timing: Timing,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         tracing::info!(database = %store.describe(), "database ready");
         let noise_key = keys::load_or_create(&config.noise.private_key_path, "Noise private key")?;
@@ -117,10 +121,19 @@ impl Server {
         let mut tasks = JoinSet::new();
 
         // The embedded DERP region names the ports, so bind them first.
-        let derp = if config.derp.server.enabled { Some(EmbeddedDerp::bind(&config).await?) } else { None };
+        let derp = if config.derp.server.enabled {
+            Some(EmbeddedDerp::bind(&config).await?)
+        } else {
+            None
+        };
         let mut derp_map = headway_proto::tailcfg::DerpMap::default();
-        if let Some(d) = derp.as_ref().filter(|_| config.derp.server.automatically_add_embedded_derp_region) {
-            derp_map.regions.insert(d.region.region_id, d.region.clone());
+        if let Some(d) = derp
+            .as_ref()
+            .filter(|_| config.derp.server.automatically_add_embedded_derp_region)
+        {
+            derp_map
+                .regions
+                .insert(d.region.region_id, d.region.clone());
         }
         for p in &config.derp.paths {
             derpmap::merge(&mut derp_map, derpmap::load_file(p)?);
@@ -128,23 +141,37 @@ impl Server {
         for url in &config.derp.urls {
             match derpmap::fetch(url).await {
                 Ok(m) => derpmap::merge(&mut derp_map, m),
-                Err(e) => tracing::warn!("derp.urls: could not fetch {url}: {e:#}; continuing without its regions"),
+                Err(e) => tracing::warn!(
+                    "derp.urls: could not fetch {url}: {e:#}; continuing without its regions"
+                ),
             }
         }
         if derp_map.regions.is_empty() {
-            tracing::warn!("the DERP map is empty: clients behind NAT cannot reach each other and may not reach Running; enable derp.server or set derp.urls/derp.paths");
+            tracing::warn!(
+                "the DERP map is empty: clients behind NAT cannot reach each other and may not reach Running; enable derp.server or set derp.urls/derp.paths"
+            );
         }
 
         let settings = settings::from_config(&config, derp_map);
         let tailnet = Tailnet::load(store, Arc::new(SystemClock), settings).await?;
-        tracing::info!(nodes = tailnet.nodes().len(), users = tailnet.users().len(), "tailnet loaded");
+        tracing::info!(
+            nodes = tailnet.nodes().len(),
+            users = tailnet.users().len(),
+            "tailnet loaded"
+        );
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
         control.timing = timing;
         let pages = Router::new()
-            .route("/register/{auth_id}", axum::routing::get(register_page::register_page))
+            .route(
+                "/register/{auth_id}",
+                axum::routing::get(register_page::register_page),
+            )
             .with_state(tailnet.clone());
-        let mut app: Router = control.router().route("/health", axum::routing::get(health)).merge(pages);
+        let mut app: Router = control
+            .router()
+            .route("/health", axum::routing::get(health))
+            .merge(pages);
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
                 let addrs = (d.tls_addr, d.stun_addr);
@@ -159,21 +186,31 @@ impl Server {
             None => {
                 let sd = shutdown.clone();
                 tasks.spawn(async move {
-                    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(sd.cancelled_owned())
-                        .await
-                        .context("control listener failed")
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(sd.cancelled_owned())
+                    .await
+                    .context("control listener failed")
                 });
             }
-            Some(TlsConfig::Files { cert_path, key_path }) => {
+            Some(TlsConfig::Files {
+                cert_path,
+                key_path,
+            }) => {
                 let tls = load_tls(cert_path, key_path)?;
                 let sd = shutdown.clone();
                 tasks.spawn(async move {
-                    headway_derp::serve_tls(listener, tls, app, sd.cancelled_owned()).await.context("TLS listener failed")
+                    headway_derp::serve_tls(listener, tls, app, sd.cancelled_owned())
+                        .await
+                        .context("TLS listener failed")
                 });
             }
             Some(TlsConfig::LetsEncrypt(_)) => {
-                bail!("tls_letsencrypt_hostname: ACME certificates are not supported by this build yet; use tls_cert_path/tls_key_path or a TLS proxy")
+                bail!(
+                    "tls_letsencrypt_hostname: ACME certificates are not supported by this build yet; use tls_cert_path/tls_key_path or a TLS proxy"
+                )
             }
         }
 
@@ -183,7 +220,10 @@ impl Server {
             let router = headway_api::router(tailnet.clone());
             let sd = shutdown.clone();
             tasks.spawn(async move {
-                axum::serve(api, router).with_graceful_shutdown(sd.cancelled_owned()).await.context("admin socket failed")
+                axum::serve(api, router)
+                    .with_graceful_shutdown(sd.cancelled_owned())
+                    .await
+                    .context("admin socket failed")
             });
         }
 
@@ -192,7 +232,15 @@ impl Server {
         }
         jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), "Headway is serving");
-        Ok(Server { tailnet, listen_addr, derp_tls_addr, stun_addr, unix_socket, tasks, shutdown })
+        Ok(Server {
+            tailnet,
+            listen_addr,
+            derp_tls_addr,
+            stun_addr,
+            unix_socket,
+            tasks,
+            shutdown,
+        })
     }
 
     /// Waits until shutdown (or until a listener fails, which stops the rest).
@@ -228,17 +276,26 @@ async fn health() -> &'static str {
 }
 
 fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {} for unix_socket", dir.display()))?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for unix_socket", dir.display()))?;
     }
     if path.exists() {
         // A live server answers on it; a stale file from a crash does not.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("unix_socket {} is in use: is another headway server running?", path.display());
+            bail!(
+                "unix_socket {} is in use: is another headway server running?",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let l = UnixListener::bind(path).with_context(|| format!("cannot create unix_socket {}", path.display()))?;
+    let l = UnixListener::bind(path)
+        .with_context(|| format!("cannot create unix_socket {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -248,17 +305,25 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> 
     Ok(l)
 }
 
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("tls_cert_path: reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("tls_cert_path: {} is not a PEM certificate chain", cert.display()))?;
+        .with_context(|| {
+            format!(
+                "tls_cert_path: {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
     if certs.is_empty() {
         bail!("tls_cert_path: {} holds no certificate", cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("tls_key_path: {} is not a PEM private key", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("tls_key_path: {} is not a PEM private key", key.display()))?;
     Ok(headway_derp::tls::server_config(certs, key)?)
 }
-

@@ -39,7 +39,10 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         html,
@@ -47,10 +50,17 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
         .into_response()
 }
 
-pub(crate) async fn register_page(State(tailnet): State<Arc<Tailnet>>, Path(auth_id): Path<String>) -> Response {
+pub(crate) async fn register_page(
+    State(tailnet): State<Arc<Tailnet>>,
+    Path(auth_id): Path<String>,
+) -> Response {
     match tailnet.pending_registration(&auth_id) {
         Ok(p) => {
-            let host = if p.hostname.is_empty() { "A machine".to_string() } else { format!("The machine “{}”", p.hostname) };
+            let host = if p.hostname.is_empty() {
+                "A machine".to_string()
+            } else {
+                format!("The machine “{}”", p.hostname)
+            };
             page(
                 StatusCode::OK,
                 "Waiting for approval",
@@ -79,6 +89,9 @@ mod tests {
 
     #[test]
     fn escapes_everything_a_client_could_inject() {
-        assert_eq!(escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
     }
 }

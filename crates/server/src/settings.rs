@@ -21,7 +21,12 @@ pub(crate) fn from_config(config: &Config, derp_map: DerpMap) -> Settings {
             magic_dns: dns.magic_dns,
             base_domain: dns.base_domain.clone().unwrap_or_default(),
             override_local_dns: dns.override_local_dns,
-            nameservers: dns.nameservers.global.iter().map(|n| n.to_string()).collect(),
+            nameservers: dns
+                .nameservers
+                .global
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
             split: dns
                 .nameservers
                 .split
@@ -32,7 +37,11 @@ pub(crate) fn from_config(config: &Config, derp_map: DerpMap) -> Settings {
             extra_records: dns
                 .extra_records
                 .iter()
-                .map(|r| DnsRecord { name: r.name.clone(), r#type: r.record_type.as_str().into(), value: r.value.to_string() })
+                .map(|r| DnsRecord {
+                    name: r.name.clone(),
+                    r#type: r.record_type.as_str().into(),
+                    value: r.value.to_string(),
+                })
                 .collect(),
         },
         derp_map,

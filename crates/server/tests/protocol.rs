@@ -27,18 +27,33 @@ struct TestServer {
 
 async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
-    let env: Env = [("HEADWAY_DATA_DIR", dir.path().display().to_string())].into_iter().collect();
+    let env: Env = [("HEADWAY_DATA_DIR", dir.path().display().to_string())]
+        .into_iter()
+        .collect();
     let overrides = Overrides::new()
         .with("server_url", &url)
         .with("listen_addr", format!("127.0.0.1:{port}"))
         .with("derp.server.stun_listen_addr", "127.0.0.1:0")
         .with("derp.server.tls_listen_addr", "127.0.0.1:0");
     let loaded = headway_config::load(None, &env, &overrides).unwrap();
-    let timing = Timing { keep_alive: Duration::from_millis(300), batch_delay: Duration::from_millis(20) };
-    let server = Server::start_with(loaded.config, timing, CancellationToken::new()).await.unwrap();
-    TestServer { server, url, _dir: dir }
+    let timing = Timing {
+        keep_alive: Duration::from_millis(300),
+        batch_delay: Duration::from_millis(20),
+    };
+    let server = Server::start_with(loaded.config, timing, CancellationToken::new())
+        .await
+        .unwrap();
+    TestServer {
+        server,
+        url,
+        _dir: dir,
+    }
 }
 
 impl TestServer {
@@ -46,9 +61,24 @@ impl TestServer {
         let t = &self.server.tailnet;
         let u = match t.resolve_user("alice") {
             Ok(u) => u.id,
-            Err(_) => t.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.unwrap().id,
+            Err(_) => {
+                t.create_user(NewUser {
+                    name: "alice".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .id
+            }
         };
-        t.create_preauth_key(NewPreAuthKey { user: Some(u), reusable: true, ..Default::default() }).await.unwrap().1
+        t.create_preauth_key(NewPreAuthKey {
+            user: Some(u),
+            reusable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .1
     }
 }
 
@@ -63,9 +93,12 @@ struct Client {
 async fn connect(url: &str, name: &str, version: u16) -> Result<Client, noise::DialError> {
     let server_key = noise::fetch_server_key(url, version).await?;
     let machine = PrivateKey::generate();
-    let dialed = tokio::time::timeout(Duration::from_secs(10), noise::dial(url, &machine, &server_key, version))
-        .await
-        .expect("dial timed out")?;
+    let dialed = tokio::time::timeout(
+        Duration::from_secs(10),
+        noise::dial(url, &machine, &server_key, version),
+    )
+    .await
+    .expect("dial timed out")?;
     Ok(Client {
         ctl: dialed.http2().await?,
         node: PrivateKey::generate(),
@@ -84,11 +117,19 @@ impl Client {
         let req = RegisterRequest {
             version: 133,
             node_key: self.node.node_public(),
-            auth: Some(RegisterResponseAuth { auth_key: key.into(), ..Default::default() }),
-            hostinfo: Some(Hostinfo { hostname: self.name.clone(), ..Default::default() }),
+            auth: Some(RegisterResponseAuth {
+                auth_key: key.into(),
+                ..Default::default()
+            }),
+            hostinfo: Some(Hostinfo {
+                hostname: self.name.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let (status, body) = self.post("/machine/register", serde_json::to_vec(&req).unwrap()).await;
+        let (status, body) = self
+            .post("/machine/register", serde_json::to_vec(&req).unwrap())
+            .await;
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
         serde_json::from_slice(&bytes).unwrap()
@@ -103,22 +144,33 @@ impl Client {
             disco_key: self.disco,
             stream,
             omit_peers: !stream,
-            hostinfo: Some(Hostinfo { hostname: self.name.clone(), ..Default::default() }),
+            hostinfo: Some(Hostinfo {
+                hostname: self.name.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     async fn stream(&mut self) -> MapStream {
         let req = self.map_request(true);
-        let (status, body) = self.post("/machine/map", serde_json::to_vec(&req).unwrap()).await;
+        let (status, body) = self
+            .post("/machine/map", serde_json::to_vec(&req).unwrap())
+            .await;
         assert_eq!(status, 200);
-        MapStream { body, buf: BytesMut::new(), queue: Vec::new() }
+        MapStream {
+            body,
+            buf: BytesMut::new(),
+            queue: Vec::new(),
+        }
     }
 
     async fn lite(&mut self, endpoints: &[&str]) -> u16 {
         let mut req = self.map_request(false);
         req.endpoints = endpoints.iter().map(|e| e.parse().unwrap()).collect();
-        self.post("/machine/map", serde_json::to_vec(&req).unwrap()).await.0
+        self.post("/machine/map", serde_json::to_vec(&req).unwrap())
+            .await
+            .0
     }
 }
 
@@ -136,7 +188,10 @@ impl MapStream {
             if !self.queue.is_empty() {
                 return Some(self.queue.remove(0));
             }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.ok()??.ok()?;
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??
+                .ok()?;
             if let Ok(data) = frame.into_data() {
                 self.buf.extend_from_slice(&data);
                 for payload in framing::decode_frames(&mut self.buf, Compression::Zstd).unwrap() {
@@ -190,7 +245,11 @@ async fn first_message_is_a_full_map_and_changes_arrive_as_deltas() {
     let mut sb = b.stream().await;
     let full_b = sb.next(SEC).await.unwrap();
     assert_eq!(full_b.peers.len(), 1);
-    assert_eq!(full_b.peers[0].online, Some(true), "alpha is online from bravo's view");
+    assert_eq!(
+        full_b.peers[0].online,
+        Some(true),
+        "alpha is online from bravo's view"
+    );
     let m = sa.next(SEC).await.expect("online patch");
     let p = &m.peers_changed_patch;
     assert!(p.iter().any(|c| c.online == Some(true)), "{m:?}");
@@ -199,18 +258,30 @@ async fn first_message_is_a_full_map_and_changes_arrive_as_deltas() {
     assert_eq!(b.lite(&["192.0.2.7:41641"]).await, 200);
     let m = sa.next(SEC).await.expect("endpoint patch");
     assert_eq!(m.peers_changed_patch.len(), 1, "{m:?}");
-    assert_eq!(m.peers_changed_patch[0].endpoints.as_ref().unwrap()[0].to_string(), "192.0.2.7:41641");
+    assert_eq!(
+        m.peers_changed_patch[0].endpoints.as_ref().unwrap()[0].to_string(),
+        "192.0.2.7:41641"
+    );
     assert!(m.peers_changed.is_empty() && m.peers.is_empty());
 
     // The same again: nothing but keep-alives.
     assert_eq!(b.lite(&["192.0.2.7:41641"]).await, 200);
-    let m = sa.next_any(Duration::from_millis(900)).await.expect("keep-alives keep coming");
-    assert!(m.keep_alive, "an unchanged lite update must not reach peers: {m:?}");
+    let m = sa
+        .next_any(Duration::from_millis(900))
+        .await
+        .expect("keep-alives keep coming");
+    assert!(
+        m.keep_alive,
+        "an unchanged lite update must not reach peers: {m:?}"
+    );
 
     // Bravo goes away: an offline patch with LastSeen.
     drop(sb);
     drop(b);
-    let m = sa.next(Duration::from_secs(3)).await.expect("offline patch");
+    let m = sa
+        .next(Duration::from_secs(3))
+        .await
+        .expect("offline patch");
     let c = &m.peers_changed_patch[0];
     assert_eq!(c.online, Some(false));
     assert!(c.last_seen.is_some());
@@ -225,7 +296,9 @@ async fn one_shot_map_and_lite_update_shapes() {
     // Non-streaming, peers wanted: exactly one framed full map, then the body ends.
     let mut req = a.map_request(true);
     req.stream = false;
-    let (status, body) = a.post("/machine/map", serde_json::to_vec(&req).unwrap()).await;
+    let (status, body) = a
+        .post("/machine/map", serde_json::to_vec(&req).unwrap())
+        .await;
     assert_eq!(status, 200);
     let mut bytes = BytesMut::from(&body.collect().await.unwrap().to_bytes()[..]);
     let frames = framing::decode_frames(&mut bytes, Compression::Zstd).unwrap();
@@ -255,10 +328,17 @@ async fn bad_requests_are_refused_and_change_nothing() {
     // Someone else's node key from another machine.
     let mut stolen = a.map_request(true);
     stolen.hostinfo = None;
-    let (status, _) = m.post("/machine/map", serde_json::to_vec(&stolen).unwrap()).await;
+    let (status, _) = m
+        .post("/machine/map", serde_json::to_vec(&stolen).unwrap())
+        .await;
     assert_eq!(status, 401);
     // A node key nobody registered.
-    let (status, _) = m.post("/machine/map", serde_json::to_vec(&m.map_request(true)).unwrap()).await;
+    let (status, _) = m
+        .post(
+            "/machine/map",
+            serde_json::to_vec(&m.map_request(true)).unwrap(),
+        )
+        .await;
     assert_eq!(status, 404);
     // An invalid key: 200 with an error the client shows.
     let reg = m.register("hskey-auth-000000000000-0000000000000000000000000000000000000000000000000000000000000000").await;
@@ -270,7 +350,10 @@ async fn bad_requests_are_refused_and_change_nothing() {
     // Nothing changed; the victim still streams normally.
     assert_eq!(s.server.tailnet.nodes().len(), 1);
     let mut st = a.stream().await;
-    assert_eq!(st.next(SEC).await.unwrap().node.unwrap().name, "victim.headway.internal.");
+    assert_eq!(
+        st.next(SEC).await.unwrap().node.unwrap().name,
+        "victim.headway.internal."
+    );
 }
 
 #[tokio::test]

@@ -64,7 +64,10 @@ impl Error {
     }
 
     pub fn not_found(what: &'static str, key: impl std::fmt::Display) -> Self {
-        Error::NotFound { what, key: key.to_string() }
+        Error::NotFound {
+            what,
+            key: key.to_string(),
+        }
     }
 }
 

@@ -12,14 +12,26 @@ use crate::model::{NodeId, UserId};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    NodeAdded { node: NodeId },
+    NodeAdded {
+        node: NodeId,
+    },
     /// Something peers see changed (name, key, addresses, tags, owner, expiry, peer-visible host info).
-    NodeUpdated { node: NodeId },
-    NodeRemoved { node: NodeId },
+    NodeUpdated {
+        node: NodeId,
+    },
+    NodeRemoved {
+        node: NodeId,
+    },
     /// A small change (endpoints, DERP home, disco key, online state).
-    NodePatched { change: PeerChange },
-    UserChanged { user: UserId },
-    UserRemoved { user: UserId },
+    NodePatched {
+        change: PeerChange,
+    },
+    UserChanged {
+        user: UserId,
+    },
+    UserRemoved {
+        user: UserId,
+    },
     PolicyChanged,
     DnsChanged,
     DerpMapChanged,

@@ -22,7 +22,9 @@ pub enum Strategy {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AllocError {
-    #[error("no free address left in {0}; widen prefixes.{1} in the configuration or delete unused nodes")]
+    #[error(
+        "no free address left in {0}; widen prefixes.{1} in the configuration or delete unused nodes"
+    )]
     Exhausted(String, &'static str),
 }
 
@@ -32,8 +34,7 @@ fn reserved(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4 == Ipv4Addr::new(100, 100, 100, 100)
-                || Ipv4Net::new(Ipv4Addr::new(100, 115, 92, 0), 23)
-                    .is_ok_and(|n| n.contains(&v4))
+                || Ipv4Net::new(Ipv4Addr::new(100, 115, 92, 0), 23).is_ok_and(|n| n.contains(&v4))
         }
         IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 0x53),
     }
@@ -66,9 +67,15 @@ fn range_of(network: u128, broadcast: u128) -> Range {
     // Network and broadcast addresses are never handed out (for IPv6 too, as
     // headscale does: the all-zeros host is the subnet-router anycast).
     if broadcast - network >= 2 {
-        Range { first: network + 1, last: broadcast - 1 }
+        Range {
+            first: network + 1,
+            last: broadcast - 1,
+        }
     } else {
-        Range { first: network, last: broadcast }
+        Range {
+            first: network,
+            last: broadcast,
+        }
     }
 }
 
@@ -76,9 +83,20 @@ impl IpAllocator {
     pub fn new(v4: Option<Ipv4Net>, v6: Option<Ipv6Net>, strategy: Strategy) -> Self {
         Self {
             v4: v4.map(|n| {
-                (n, range_of(u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128))
+                (
+                    n,
+                    range_of(
+                        u32::from(n.network()) as u128,
+                        u32::from(n.broadcast()) as u128,
+                    ),
+                )
             }),
-            v6: v6.map(|n| (n, range_of(u128::from(n.network()), u128::from(n.broadcast())))),
+            v6: v6.map(|n| {
+                (
+                    n,
+                    range_of(u128::from(n.network()), u128::from(n.broadcast())),
+                )
+            }),
             strategy,
             used: HashSet::new(),
             last4: None,
@@ -121,17 +139,21 @@ impl IpAllocator {
         let v4 = match self.v4 {
             Some((net, range)) => {
                 let n = self
-                    .pick(range, self.last4, rng, |n| IpAddr::V4(Ipv4Addr::from(n as u32)))
+                    .pick(range, self.last4, rng, |n| {
+                        IpAddr::V4(Ipv4Addr::from(n as u32))
+                    })
                     .ok_or_else(|| AllocError::Exhausted(net.to_string(), "v4"))?;
                 Some(Ipv4Addr::from(n as u32))
             }
             None => None,
         };
         let v6 = match self.v6 {
-            Some((net, range)) => match self.pick(range, self.last6, rng, |n| IpAddr::V6(Ipv6Addr::from(n))) {
-                Some(n) => Some(Ipv6Addr::from(n)),
-                None => return Err(AllocError::Exhausted(net.to_string(), "v6")),
-            },
+            Some((net, range)) => {
+                match self.pick(range, self.last6, rng, |n| IpAddr::V6(Ipv6Addr::from(n))) {
+                    Some(n) => Some(Ipv6Addr::from(n)),
+                    None => return Err(AllocError::Exhausted(net.to_string(), "v6")),
+                }
+            }
             None => None,
         };
         // Commit both only when both succeeded.
@@ -205,9 +227,15 @@ mod tests {
         a.mark_used("100.64.0.7".parse().unwrap());
         a.mark_used("100.64.0.3".parse().unwrap());
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        assert_eq!(a.allocate(&mut rng).unwrap().0.unwrap().to_string(), "100.64.0.8");
+        assert_eq!(
+            a.allocate(&mut rng).unwrap().0.unwrap().to_string(),
+            "100.64.0.8"
+        );
         a.release("100.64.0.8".parse().unwrap());
-        assert_eq!(a.allocate(&mut rng).unwrap().0.unwrap().to_string(), "100.64.0.9");
+        assert_eq!(
+            a.allocate(&mut rng).unwrap().0.unwrap().to_string(),
+            "100.64.0.9"
+        );
     }
 
     #[test]
@@ -219,12 +247,24 @@ mod tests {
             got.push(ip.to_string());
         }
         // .96 network, .103 broadcast, .100 MagicDNS: five usable.
-        assert_eq!(got, ["100.100.100.97", "100.100.100.98", "100.100.100.99", "100.100.100.101", "100.100.100.102"]);
+        assert_eq!(
+            got,
+            [
+                "100.100.100.97",
+                "100.100.100.98",
+                "100.100.100.99",
+                "100.100.100.101",
+                "100.100.100.102"
+            ]
+        );
         let err = a.allocate(&mut rng).unwrap_err();
         assert!(err.to_string().contains("prefixes.v4"), "{err}");
         // Freed addresses come back after wrapping.
         a.release("100.100.100.98".parse().unwrap());
-        assert_eq!(a.allocate(&mut rng).unwrap().0.unwrap().to_string(), "100.100.100.98");
+        assert_eq!(
+            a.allocate(&mut rng).unwrap().0.unwrap().to_string(),
+            "100.100.100.98"
+        );
     }
 
     #[test]
@@ -242,7 +282,11 @@ mod tests {
 
     #[test]
     fn failure_in_one_family_allocates_nothing() {
-        let mut a = alloc("100.64.0.0/24", "fd7a:115c:a1e0::/127", Strategy::Sequential);
+        let mut a = alloc(
+            "100.64.0.0/24",
+            "fd7a:115c:a1e0::/127",
+            Strategy::Sequential,
+        );
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // /127 has two addresses; both usable (no network/broadcast carve-out).
         a.allocate(&mut rng).unwrap();

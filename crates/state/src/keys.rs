@@ -35,7 +35,11 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 pub fn generate(kind_prefix: &str) -> NewSecret {
     let prefix = random_hex(PREFIX_LEN);
     let secret = random_hex(SECRET_LEN);
-    NewSecret { full: format!("{kind_prefix}{prefix}-{secret}"), hash: hash_secret(&secret), prefix }
+    NewSecret {
+        full: format!("{kind_prefix}{prefix}-{secret}"),
+        hash: hash_secret(&secret),
+        prefix,
+    }
 }
 
 /// Splits `hskey-auth-<prefix>-<secret>` into its parts; `None` when the text

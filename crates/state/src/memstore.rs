@@ -74,7 +74,10 @@ impl Store for MemStore {
         })
     }
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        Ok(Box::new(MemTx { store: self.clone(), ops: Vec::new() }))
+        Ok(Box::new(MemTx {
+            store: self.clone(),
+            ops: Vec::new(),
+        }))
     }
     fn describe(&self) -> String {
         "memory".into()

@@ -45,7 +45,11 @@ impl User {
     }
 
     pub fn display(&self) -> &str {
-        if self.display_name.is_empty() { &self.name } else { &self.display_name }
+        if self.display_name.is_empty() {
+            &self.name
+        } else {
+            &self.display_name
+        }
     }
 }
 

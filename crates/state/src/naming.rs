@@ -24,7 +24,11 @@ pub fn sanitize_label(hostname: &str) -> String {
     while label.ends_with('-') {
         label.pop();
     }
-    if label.is_empty() { "node".to_string() } else { label }
+    if label.is_empty() {
+        "node".to_string()
+    } else {
+        label
+    }
 }
 
 /// Why a name an admin typed is not a valid node name.
@@ -33,15 +37,23 @@ pub fn validate_label(name: &str) -> Result<(), String> {
         return Err("a node name cannot be empty".into());
     }
     if name.len() > MAX_LABEL {
-        return Err(format!("node name {name:?} is {} characters long; the limit is {MAX_LABEL}", name.len()));
+        return Err(format!(
+            "node name {name:?} is {} characters long; the limit is {MAX_LABEL}",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
         return Err(format!(
             "node name {name:?} contains {c:?}; use lower-case letters, digits and hyphens (a DNS label)"
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("node name {name:?} must not start or end with a hyphen"));
+        return Err(format!(
+            "node name {name:?} must not start or end with a hyphen"
+        ));
     }
     Ok(())
 }
@@ -95,7 +107,11 @@ mod tests {
         assert!(validate_label("ok-name-1").is_ok());
         assert!(validate_label("Bad").unwrap_err().contains("'B'"));
         assert!(validate_label("-x").unwrap_err().contains("hyphen"));
-        assert!(validate_label(&"a".repeat(64)).unwrap_err().contains("limit is 63"));
+        assert!(
+            validate_label(&"a".repeat(64))
+                .unwrap_err()
+                .contains("limit is 63")
+        );
         assert!(validate_label("").is_err());
     }
 }

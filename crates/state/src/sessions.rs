@@ -62,7 +62,10 @@ impl Pending {
     }
 
     pub fn patch(&mut self, change: &PeerChange) {
-        if self.full || self.peers_changed.contains(&change.node_id) || self.peers_removed.contains(&change.node_id) {
+        if self.full
+            || self.peers_changed.contains(&change.node_id)
+            || self.peers_removed.contains(&change.node_id)
+        {
             return;
         }
         match self.patches.get_mut(&change.node_id) {
@@ -74,7 +77,10 @@ impl Pending {
     }
 
     pub fn resync(&mut self) {
-        *self = Pending { full: true, ..Pending::default() };
+        *self = Pending {
+            full: true,
+            ..Pending::default()
+        };
     }
 }
 
@@ -179,7 +185,10 @@ impl Sessions {
     /// The sessions of the given nodes (those that have one).
     pub fn of(&self, nodes: impl IntoIterator<Item = NodeId>) -> Vec<Arc<Session>> {
         let map = self.by_node.read();
-        nodes.into_iter().filter_map(|id| map.get(&id).cloned()).collect()
+        nodes
+            .into_iter()
+            .filter_map(|id| map.get(&id).cloned())
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<Session>> {
@@ -199,14 +208,26 @@ mod tests {
     #[test]
     fn pending_collapses_patches_and_full_objects() {
         let mut p = Pending::default();
-        p.patch(&PeerChange { node_id: 2, derp_region: 900, ..Default::default() });
-        p.patch(&PeerChange { node_id: 2, online: Some(true), ..Default::default() });
+        p.patch(&PeerChange {
+            node_id: 2,
+            derp_region: 900,
+            ..Default::default()
+        });
+        p.patch(&PeerChange {
+            node_id: 2,
+            online: Some(true),
+            ..Default::default()
+        });
         assert_eq!(p.patches.len(), 1);
         assert_eq!(p.patches[&2].derp_region, 900);
         p.peer_changed(2);
         assert!(p.patches.is_empty());
         // A patch after a pending full object is redundant.
-        p.patch(&PeerChange { node_id: 2, online: Some(false), ..Default::default() });
+        p.patch(&PeerChange {
+            node_id: 2,
+            online: Some(false),
+            ..Default::default()
+        });
         assert!(p.patches.is_empty());
         p.peer_removed(2);
         assert!(p.peers_changed.is_empty());
@@ -238,7 +259,9 @@ mod tests {
         let s = Sessions::default();
         let (a, _) = s.open(1);
         a.update(|p| p.dns = true);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.changed()).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.changed())
+            .await
+            .unwrap();
         assert!(a.take().dns);
         assert!(a.take().is_empty());
     }

@@ -48,7 +48,11 @@ impl Default for Settings {
             allocation: Strategy::Sequential,
             node_expiry: None,
             ephemeral_inactivity_timeout: Duration::from_secs(30 * 60),
-            dns: DnsSettings { magic_dns: true, base_domain: "headway.internal".into(), ..Default::default() },
+            dns: DnsSettings {
+                magic_dns: true,
+                base_domain: "headway.internal".into(),
+                ..Default::default()
+            },
             derp_map: DerpMap::default(),
             randomize_client_port: false,
         }

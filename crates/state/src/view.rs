@@ -42,7 +42,9 @@ pub struct AllowAll {
 
 impl AllowAll {
     pub fn new() -> Self {
-        Self { filter: Arc::new(FilterRule::allow_all()) }
+        Self {
+            filter: Arc::new(FilterRule::allow_all()),
+        }
     }
 }
 

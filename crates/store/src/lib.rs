@@ -56,8 +56,12 @@ pub enum SqlStore {
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::Conflict(d.message().to_string()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(d.message().to_string())
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::Conflict(d.message().to_string())
+        }
         _ => StoreError::Database(e.to_string()),
     }
 }
@@ -82,19 +86,28 @@ impl SqlStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Database(format!("opening SQLite database {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Database(format!("opening SQLite database {}: {e}", path.display()))
+            })?;
         SQLITE_MIGRATIONS
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(format!("{} ({})", e, path.display())))?;
-        Ok(SqlStore::Sqlite { pool, path: path.display().to_string() })
+        Ok(SqlStore::Sqlite {
+            pool,
+            path: path.display().to_string(),
+        })
     }
 
     /// Connects to PostgreSQL and migrates the database (under the
     /// migrator's advisory lock, so replicas starting together are safe).
     pub async fn open_postgres(o: &PostgresOptions) -> Result<Self, StoreError> {
-        let ssl = PgSslMode::from_str(&o.ssl_mode)
-            .map_err(|_| StoreError::Database(format!("database.postgres.ssl: unknown mode {:?}", o.ssl_mode)))?;
+        let ssl = PgSslMode::from_str(&o.ssl_mode).map_err(|_| {
+            StoreError::Database(format!(
+                "database.postgres.ssl: unknown mode {:?}",
+                o.ssl_mode
+            ))
+        })?;
         let mut options = PgConnectOptions::new()
             .host(&o.host)
             .port(o.port)
@@ -136,7 +149,9 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| StoreError::Database(format!("creating data directory {}: {e}", dir.display())))
+        .map_err(|e| {
+            StoreError::Database(format!("creating data directory {}: {e}", dir.display()))
+        })
 }
 
 #[cfg(unix)]
@@ -151,7 +166,9 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         .mode(0o600)
         .open(path)
         .map(|_| ())
-        .map_err(|e| StoreError::Database(format!("creating database file {}: {e}", path.display())))
+        .map_err(|e| {
+            StoreError::Database(format!("creating database file {}: {e}", path.display()))
+        })
 }
 
 /// One open transaction on either backend.
@@ -190,10 +207,22 @@ macro_rules! on_pool {
 impl Store for SqlStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         on_pool!(self, |pool, m| {
-            let users = sqlx::query(rows::SELECT_USERS).fetch_all(pool).await.map_err(db_err)?;
-            let nodes = sqlx::query(rows::SELECT_NODES).fetch_all(pool).await.map_err(db_err)?;
-            let keys = sqlx::query(rows::SELECT_KEYS).fetch_all(pool).await.map_err(db_err)?;
-            let policy = sqlx::query(rows::SELECT_POLICY).fetch_optional(pool).await.map_err(db_err)?;
+            let users = sqlx::query(rows::SELECT_USERS)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let nodes = sqlx::query(rows::SELECT_NODES)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let keys = sqlx::query(rows::SELECT_KEYS)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let policy = sqlx::query(rows::SELECT_POLICY)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?;
             Ok(Snapshot {
                 users: users.iter().map(m::user).collect::<Result<_, _>>()?,
                 nodes: nodes.iter().map(m::node).collect::<Result<_, _>>()?,
@@ -219,8 +248,16 @@ impl Store for SqlStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
-            SqlStore::Sqlite { pool, .. } => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_err),
-            SqlStore::Postgres { pool, .. } => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_err),
+            SqlStore::Sqlite { pool, .. } => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(db_err),
+            SqlStore::Postgres { pool, .. } => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(db_err),
         }
     }
 }

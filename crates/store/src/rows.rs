@@ -76,8 +76,16 @@ macro_rules! backend {
                 one_row(r.rows_affected(), "users", u.id)
             }
 
-            pub async fn delete(c: &mut Conn, sql: &'static str, id: i64) -> Result<(), StoreError> {
-                let r = sqlx::query(sql).bind(id).execute(&mut *c).await.map_err(db_err)?;
+            pub async fn delete(
+                c: &mut Conn,
+                sql: &'static str,
+                id: i64,
+            ) -> Result<(), StoreError> {
+                let r = sqlx::query(sql)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
                 one_row(r.rows_affected(), sql, id)
             }
 
@@ -109,16 +117,26 @@ macro_rules! backend {
             }
 
             pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<NodeId, StoreError> {
-                let row = bind_node(sqlx::query(INSERT_NODE), n).fetch_one(&mut *c).await.map_err(db_err)?;
+                let row = bind_node(sqlx::query(INSERT_NODE), n)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
                 row.try_get::<i64, _>(0).map_err(db_err)
             }
 
             pub async fn update_node(c: &mut Conn, n: &Node) -> Result<(), StoreError> {
-                let r = bind_node(sqlx::query(UPDATE_NODE), n).bind(n.id).execute(&mut *c).await.map_err(db_err)?;
+                let r = bind_node(sqlx::query(UPDATE_NODE), n)
+                    .bind(n.id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
                 one_row(r.rows_affected(), "nodes", n.id)
             }
 
-            pub async fn insert_key(c: &mut Conn, k: &PreAuthKey) -> Result<PreAuthKeyId, StoreError> {
+            pub async fn insert_key(
+                c: &mut Conn,
+                k: &PreAuthKey,
+            ) -> Result<PreAuthKeyId, StoreError> {
                 let row = sqlx::query(INSERT_KEY)
                     .bind(&k.prefix)
                     .bind(k.hash.to_vec())
@@ -151,7 +169,12 @@ macro_rules! backend {
             }
 
             pub async fn set_policy(c: &mut Conn, p: &StoredPolicy) -> Result<(), StoreError> {
-                sqlx::query(UPSERT_POLICY).bind(&p.text).bind(p.updated_at).execute(&mut *c).await.map_err(db_err)?;
+                sqlx::query(UPSERT_POLICY)
+                    .bind(&p.text)
+                    .bind(p.updated_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
                 Ok(())
             }
 
@@ -159,17 +182,28 @@ macro_rules! backend {
             where
                 T: sqlx::Decode<'r, $db> + sqlx::Type<$db>,
             {
-                r.try_get::<T, _>(col).map_err(|e| corrupt(table, id, col, e))
+                r.try_get::<T, _>(col)
+                    .map_err(|e| corrupt(table, id, col, e))
             }
 
-            fn parse<T: std::str::FromStr>(s: &str, table: &str, id: i64, col: &str) -> Result<T, StoreError>
+            fn parse<T: std::str::FromStr>(
+                s: &str,
+                table: &str,
+                id: i64,
+                col: &str,
+            ) -> Result<T, StoreError>
             where
                 T::Err: std::fmt::Display,
             {
                 s.parse::<T>().map_err(|e| corrupt(table, id, col, e))
             }
 
-            fn from_json<T: serde::de::DeserializeOwned>(s: &str, table: &str, id: i64, col: &str) -> Result<T, StoreError> {
+            fn from_json<T: serde::de::DeserializeOwned>(
+                s: &str,
+                table: &str,
+                id: i64,
+                col: &str,
+            ) -> Result<T, StoreError> {
                 serde_json::from_str(s).map_err(|e| corrupt(table, id, col, e))
             }
 
@@ -194,24 +228,49 @@ macro_rules! backend {
                 let method: String = get(r, t, id, "register_method")?;
                 Ok(Node {
                     id,
-                    machine_key: parse(&get::<String>(r, t, id, "machine_key")?, t, id, "machine_key")?,
+                    machine_key: parse(
+                        &get::<String>(r, t, id, "machine_key")?,
+                        t,
+                        id,
+                        "machine_key",
+                    )?,
                     node_key: parse(&get::<String>(r, t, id, "node_key")?, t, id, "node_key")?,
                     disco_key: parse(&get::<String>(r, t, id, "disco_key")?, t, id, "disco_key")?,
                     hostname: get(r, t, id, "hostname")?,
                     given_name: get(r, t, id, "given_name")?,
                     user_id: get(r, t, id, "user_id")?,
                     tags: from_json(&get::<String>(r, t, id, "tags")?, t, id, "tags")?,
-                    ipv4: get::<Option<String>>(r, t, id, "ipv4")?.map(|s| parse(&s, t, id, "ipv4")).transpose()?,
-                    ipv6: get::<Option<String>>(r, t, id, "ipv6")?.map(|s| parse(&s, t, id, "ipv6")).transpose()?,
-                    endpoints: from_json(&get::<String>(r, t, id, "endpoints")?, t, id, "endpoints")?,
+                    ipv4: get::<Option<String>>(r, t, id, "ipv4")?
+                        .map(|s| parse(&s, t, id, "ipv4"))
+                        .transpose()?,
+                    ipv6: get::<Option<String>>(r, t, id, "ipv6")?
+                        .map(|s| parse(&s, t, id, "ipv6"))
+                        .transpose()?,
+                    endpoints: from_json(
+                        &get::<String>(r, t, id, "endpoints")?,
+                        t,
+                        id,
+                        "endpoints",
+                    )?,
                     hostinfo: from_json(&get::<String>(r, t, id, "hostinfo")?, t, id, "hostinfo")?,
                     home_derp: get(r, t, id, "home_derp")?,
                     expiry: get(r, t, id, "expiry")?,
-                    register_method: RegisterMethod::parse(&method)
-                        .ok_or_else(|| corrupt(t, id, "register_method", format!("unknown method {method:?}")))?,
+                    register_method: RegisterMethod::parse(&method).ok_or_else(|| {
+                        corrupt(
+                            t,
+                            id,
+                            "register_method",
+                            format!("unknown method {method:?}"),
+                        )
+                    })?,
                     auth_key_id: get(r, t, id, "auth_key_id")?,
                     ephemeral: get(r, t, id, "ephemeral")?,
-                    approved_routes: from_json(&get::<String>(r, t, id, "approved_routes")?, t, id, "approved_routes")?,
+                    approved_routes: from_json(
+                        &get::<String>(r, t, id, "approved_routes")?,
+                        t,
+                        id,
+                        "approved_routes",
+                    )?,
                     cap_version: get(r, t, id, "cap_version")?,
                     created_at: get(r, t, id, "created_at")?,
                     updated_at: get(r, t, id, "updated_at")?,
@@ -226,7 +285,9 @@ macro_rules! backend {
                 Ok(PreAuthKey {
                     id,
                     prefix: get(r, t, id, "prefix")?,
-                    hash: hash.try_into().map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
                     user_id: get(r, t, id, "user_id")?,
                     reusable: get(r, t, id, "reusable")?,
                     ephemeral: get(r, t, id, "ephemeral")?,

@@ -11,17 +11,18 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use headway_proto::keys::{DiscoPublic, MachinePublic, NodePublic};
 use headway_proto::tailcfg::{Hostinfo, RegisterRequest, RegisterResponseAuth};
+use headway_state::Tailnet;
 use headway_state::clock::ManualClock;
 use headway_state::model::*;
 use headway_state::settings::Settings;
 use headway_state::store::{Store, StoreError};
 use headway_state::tailnet::{NewPreAuthKey, NewUser};
-use headway_state::Tailnet;
 use headway_store::{PostgresOptions, SqlStore};
 use sqlx::Connection;
 
 fn pg_admin_url() -> String {
-    std::env::var("HEADWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("HEADWAY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A throw-away PostgreSQL database, dropped when the guard goes.
@@ -40,13 +41,20 @@ impl PgDb {
             panic!("PostgreSQL not reachable at {url}: {e}; start it, point HEADWAY_TEST_POSTGRES_URL at one, or set HEADWAY_TEST_POSTGRES=off")
         });
         let name = format!("headway_test_{}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         let u = url::Url::parse(&url).unwrap();
         let opts = PostgresOptions {
             host: u.host_str().unwrap_or("127.0.0.1").into(),
             port: u.port().unwrap_or(5432),
             database: name.clone(),
-            user: if u.username().is_empty() { "postgres".into() } else { u.username().into() },
+            user: if u.username().is_empty() {
+                "postgres".into()
+            } else {
+                u.username().into()
+            },
             password: u.password().map(String::from),
             ssl_mode: "disable".into(),
             max_connections: 4,
@@ -61,10 +69,15 @@ impl Drop for PgDb {
         let url = pg_admin_url();
         // Drop from a fresh runtime on another thread: Drop cannot await.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
                 }
             });
         })
@@ -89,7 +102,11 @@ fn sample_node(user: Option<UserId>, n: u8) -> Node {
         ipv4: Some(format!("100.64.0.{n}").parse().unwrap()),
         ipv6: Some(format!("fd7a:115c:a1e0::{n}").parse().unwrap()),
         endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
-        hostinfo: Hostinfo { hostname: format!("Host {n}"), os: "linux".into(), ..Default::default() },
+        hostinfo: Hostinfo {
+            hostname: format!("Host {n}"),
+            os: "linux".into(),
+            ..Default::default()
+        },
         home_derp: 999,
         expiry: Some(t0()),
         register_method: RegisterMethod::AuthKey,
@@ -132,7 +149,12 @@ async fn round_trips_every_record(store: &dyn Store) {
     let mut node = sample_node(Some(user.id), 1);
     node.auth_key_id = Some(key.id);
     node.id = tx.insert_node(&node).await.unwrap();
-    tx.set_policy(&StoredPolicy { text: "{}".into(), updated_at: t0() }).await.unwrap();
+    tx.set_policy(&StoredPolicy {
+        text: "{}".into(),
+        updated_at: t0(),
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let snap = store.load().await.unwrap();
@@ -152,7 +174,12 @@ async fn round_trips_every_record(store: &dyn Store) {
     tx.update_preauth_key(&key).await.unwrap();
     user.display_name = "Alice A.".into();
     tx.update_user(&user).await.unwrap();
-    tx.set_policy(&StoredPolicy { text: "{\"acls\":[]}".into(), updated_at: t0() }).await.unwrap();
+    tx.set_policy(&StoredPolicy {
+        text: "{\"acls\":[]}".into(),
+        updated_at: t0(),
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let snap = store.load().await.unwrap();
     assert_eq!(snap.nodes, vec![node.clone()]);
@@ -162,7 +189,9 @@ async fn round_trips_every_record(store: &dyn Store) {
 
     // A transaction that is dropped leaves nothing behind.
     let mut tx = store.begin().await.unwrap();
-    tx.insert_node(&sample_node(Some(user.id), 2)).await.unwrap();
+    tx.insert_node(&sample_node(Some(user.id), 2))
+        .await
+        .unwrap();
     drop(tx);
     assert_eq!(store.load().await.unwrap().nodes.len(), 1);
 
@@ -194,42 +223,79 @@ async fn round_trips_every_record(store: &dyn Store) {
     assert!(snap.nodes.is_empty() && snap.users.is_empty());
 }
 
-async fn tailnet_survives_a_restart(store: Arc<dyn Store>, reopen: impl std::future::Future<Output = Arc<dyn Store>>) {
+async fn tailnet_survives_a_restart(
+    store: Arc<dyn Store>,
+    reopen: impl std::future::Future<Output = Arc<dyn Store>>,
+) {
     let clock = Arc::new(ManualClock::new(t0()));
-    let tn = Tailnet::load(store.clone(), clock.clone(), Settings::default()).await.unwrap();
-    let user = tn.create_user(NewUser { name: "bob".into(), ..Default::default() }).await.unwrap();
+    let tn = Tailnet::load(store.clone(), clock.clone(), Settings::default())
+        .await
+        .unwrap();
+    let user = tn
+        .create_user(NewUser {
+            name: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let (_, key) = tn
-        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable: true, ..Default::default() })
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(user.id),
+            reusable: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     for i in 1..=3u8 {
         let req = RegisterRequest {
             version: 133,
             node_key: NodePublic([i; 32]),
-            auth: Some(RegisterResponseAuth { auth_key: key.clone(), ..Default::default() }),
-            hostinfo: Some(Hostinfo { hostname: "box".into(), ..Default::default() }),
+            auth: Some(RegisterResponseAuth {
+                auth_key: key.clone(),
+                ..Default::default()
+            }),
+            hostinfo: Some(Hostinfo {
+                hostname: "box".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let (resp, _) = tn.register(MachinePublic([i; 32]), &req).await.unwrap();
         assert!(resp.error.is_empty(), "{}", resp.error);
     }
     let before: Vec<Node> = tn.list_nodes(None).iter().map(|n| (**n).clone()).collect();
-    let again = Tailnet::load(reopen.await, clock, Settings::default()).await.unwrap();
-    let after: Vec<Node> = again.list_nodes(None).iter().map(|n| (**n).clone()).collect();
+    let again = Tailnet::load(reopen.await, clock, Settings::default())
+        .await
+        .unwrap();
+    let after: Vec<Node> = again
+        .list_nodes(None)
+        .iter()
+        .map(|n| (**n).clone())
+        .collect();
     assert_eq!(before, after);
-    assert_eq!(after.iter().map(|n| n.given_name.as_str()).collect::<Vec<_>>(), ["box", "box-1", "box-2"]);
+    assert_eq!(
+        after
+            .iter()
+            .map(|n| n.given_name.as_str())
+            .collect::<Vec<_>>(),
+        ["box", "box-1", "box-2"]
+    );
 }
 
 #[tokio::test]
 async fn sqlite_store_round_trips_every_record() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("db/headway.sqlite")).await.unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("db/headway.sqlite"))
+        .await
+        .unwrap();
     round_trips_every_record(&store).await;
 }
 
 #[tokio::test]
 async fn postgres_store_round_trips_every_record() {
-    let Some((_db, opts)) = PgDb::create().await else { return };
+    let Some((_db, opts)) = PgDb::create().await else {
+        return;
+    };
     let store = SqlStore::open_postgres(&opts).await.unwrap();
     round_trips_every_record(&store).await;
     store.close().await;
@@ -240,15 +306,23 @@ async fn sqlite_tailnet_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headway.sqlite");
     let store = Arc::new(SqlStore::open_sqlite(&path).await.unwrap());
-    tailnet_survives_a_restart(store, async { Arc::new(SqlStore::open_sqlite(&path).await.unwrap()) as Arc<dyn Store> }).await;
+    tailnet_survives_a_restart(store, async {
+        Arc::new(SqlStore::open_sqlite(&path).await.unwrap()) as Arc<dyn Store>
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn postgres_tailnet_survives_a_restart() {
-    let Some((_db, opts)) = PgDb::create().await else { return };
+    let Some((_db, opts)) = PgDb::create().await else {
+        return;
+    };
     let store = Arc::new(SqlStore::open_postgres(&opts).await.unwrap());
     let o2 = opts.clone();
-    tailnet_survives_a_restart(store, async move { Arc::new(SqlStore::open_postgres(&o2).await.unwrap()) as Arc<dyn Store> }).await;
+    tailnet_survives_a_restart(store, async move {
+        Arc::new(SqlStore::open_postgres(&o2).await.unwrap()) as Arc<dyn Store>
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -262,7 +336,11 @@ async fn migrations_can_be_rerun_and_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
     }
 }
@@ -275,8 +353,16 @@ async fn a_corrupt_row_is_reported_with_table_row_and_column() {
     let mut tx = store.begin().await.unwrap();
     tx.insert_node(&sample_node(None, 5)).await.unwrap();
     tx.commit().await.unwrap();
-    let SqlStore::Sqlite { pool, .. } = &store else { unreachable!() };
-    sqlx::query("UPDATE nodes SET node_key = 'garbage'").execute(pool).await.unwrap();
+    let SqlStore::Sqlite { pool, .. } = &store else {
+        unreachable!()
+    };
+    sqlx::query("UPDATE nodes SET node_key = 'garbage'")
+        .execute(pool)
+        .await
+        .unwrap();
     let err = store.load().await.unwrap_err().to_string();
-    assert!(err.contains("nodes row") && err.contains("node_key"), "{err}");
+    assert!(
+        err.contains("nodes row") && err.contains("node_key"),
+        "{err}"
+    );
 }

@@ -113,7 +113,11 @@ async fn map(State(m): State<Machine>, body: Bytes) -> Response {
 }
 
 async fn not_supported() -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "not supported by this Headway server").into_response()
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        "not supported by this Headway server",
+    )
+        .into_response()
 }
 
 async fn accepted() -> Response {

@@ -44,14 +44,27 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { keep_alive: Duration::from_secs(50), batch_delay: Duration::from_millis(50) }
+        Self {
+            keep_alive: Duration::from_secs(50),
+            batch_delay: Duration::from_millis(50),
+        }
     }
 }
 
 impl Control {
-    pub fn new(tailnet: Arc<Tailnet>, noise_key: PrivateKey, shutdown: tokio_util::sync::CancellationToken) -> Self {
+    pub fn new(
+        tailnet: Arc<Tailnet>,
+        noise_key: PrivateKey,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
         let noise_public = noise_key.machine_public();
-        Self { tailnet, noise_key: Arc::new(noise_key), noise_public, timing: Timing::default(), shutdown }
+        Self {
+            tailnet,
+            noise_key: Arc::new(noise_key),
+            noise_public,
+            timing: Timing::default(),
+            shutdown,
+        }
     }
 
     /// Public routes of the main listener: `/key` and `/ts2021`.
@@ -71,11 +84,22 @@ struct KeyQuery {
 /// `GET /key?v=N`: the server's Noise public key.
 async fn key(State(c): State<Control>, Query(q): Query<KeyQuery>) -> Response {
     let Some(v) = q.v else {
-        return (StatusCode::BAD_REQUEST, "missing capability version: use /key?v=<capver>").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing capability version: use /key?v=<capver>",
+        )
+            .into_response();
     };
     if v.parse::<i32>().is_err() {
-        return (StatusCode::BAD_REQUEST, format!("capability version {v:?} is not a number")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("capability version {v:?} is not a number"),
+        )
+            .into_response();
     }
-    axum::Json(OverTlsPublicKeyResponse { legacy_public_key: MachinePublic::ZERO, public_key: c.noise_public })
-        .into_response()
+    axum::Json(OverTlsPublicKeyResponse {
+        legacy_public_key: MachinePublic::ZERO,
+        public_key: c.noise_public,
+    })
+    .into_response()
 }

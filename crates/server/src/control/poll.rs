@@ -22,7 +22,12 @@ use super::Control;
 /// session wait, and changes keep collapsing in its pending set meanwhile.
 const QUEUE: usize = 4;
 
-pub(super) fn stream(c: Control, node: Arc<Node>, req: &MapRequest, compression: Compression) -> Response {
+pub(super) fn stream(
+    c: Control,
+    node: Arc<Node>,
+    req: &MapRequest,
+    compression: Compression,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUE);
     // Registered before the full map is built: changes from here on are
     // either in that map or pending (never lost, at worst sent twice).
@@ -76,7 +81,11 @@ async fn run(
     if !send(&tx, &full, compression).await {
         return;
     }
-    tracing::debug!(node.id = node_id, peers = full.peers.len(), "map stream started");
+    tracing::debug!(
+        node.id = node_id,
+        peers = full.peers.len(),
+        "map stream started"
+    );
     let mut deadline = next_keep_alive(c.timing.keep_alive);
     loop {
         tokio::select! {

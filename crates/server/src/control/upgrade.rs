@@ -39,11 +39,21 @@ pub(super) async fn ts2021(State(c): State<Control>, req: Request) -> Response {
 
 fn post_upgrade(c: Control, mut req: Request) -> Response {
     let Some(value) = req.headers().get(HANDSHAKE_HEADER) else {
-        return (StatusCode::BAD_REQUEST, "missing X-Tailscale-Handshake header").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing X-Tailscale-Handshake header",
+        )
+            .into_response();
     };
     let initiation = match noise::decode_handshake_header(value.as_bytes()) {
         Ok(i) => i,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("X-Tailscale-Handshake: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("X-Tailscale-Handshake: {e}"),
+            )
+                .into_response();
+        }
     };
     let accepted = noise::accept(&c.noise_key, &initiation);
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -56,8 +66,10 @@ fn post_upgrade(c: Control, mut req: Request) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     // The client compares this value exactly.
-    resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
-    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    resp.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     resp
 }
 
@@ -70,11 +82,21 @@ async fn websocket_upgrade(c: Control, req: Request) -> Response {
             .map(|(_, v)| v.into_owned())
     });
     let Some(initiation) = initiation else {
-        return (StatusCode::BAD_REQUEST, "missing X-Tailscale-Handshake query parameter").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing X-Tailscale-Handshake query parameter",
+        )
+            .into_response();
     };
     let initiation = match noise::decode_handshake_header(initiation.as_bytes()) {
         Ok(i) => i,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("X-Tailscale-Handshake: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("X-Tailscale-Handshake: {e}"),
+            )
+                .into_response();
+        }
     };
     let accepted = noise::accept(&c.noise_key, &initiation);
     let (mut parts, _body) = req.into_parts();
@@ -87,23 +109,29 @@ async fn websocket_upgrade(c: Control, req: Request) -> Response {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    ws.protocols([PROTOCOL]).on_upgrade(move |socket| async move {
-        let stream = headway_derp::http::WsStream::<_, axum::extract::ws::Message>::new(socket);
-        serve_noise_connection(c, stream, accepted).await;
-    })
+    ws.protocols([PROTOCOL])
+        .on_upgrade(move |socket| async move {
+            let stream = headway_derp::http::WsStream::<_, axum::extract::ws::Message>::new(socket);
+            serve_noise_connection(c, stream, accepted).await;
+        })
 }
 
 /// Completes the Noise handshake on an upgraded connection and serves the
 /// `/machine/*` HTTP/2 service inside it until either side closes.
-pub async fn serve_noise_connection<T>(c: Control, mut io: T, accepted: Result<ServerHandshake, HandshakeError>)
-where
+pub async fn serve_noise_connection<T>(
+    c: Control,
+    mut io: T,
+    accepted: Result<ServerHandshake, HandshakeError>,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake = match accepted {
         Ok(h) => h,
         Err(e) => {
             tracing::debug!("Noise handshake refused: {e}");
-            let _ = io.write_all(&noise::error_frame(&format!("handshake failed: {e}"))).await;
+            let _ = io
+                .write_all(&noise::error_frame(&format!("handshake failed: {e}")))
+                .await;
             let _ = io.shutdown().await;
             return;
         }
@@ -111,13 +139,17 @@ where
     let version = i32::from(handshake.protocol_version());
     if !capver::is_supported(version) {
         tracing::info!(capver = version, "refusing a client that is too old");
-        let _ = io.write_all(&noise::error_frame(&capver::unsupported_message(version))).await;
+        let _ = io
+            .write_all(&noise::error_frame(&capver::unsupported_message(version)))
+            .await;
         let _ = io.shutdown().await;
         return;
     }
     let machine_key = handshake.machine_key();
     let mut stream = handshake.into_stream(io);
-    let challenge = EarlyNoise { node_key_challenge: ChallengePublic(PrivateKey::generate().public_bytes()) };
+    let challenge = EarlyNoise {
+        node_key_challenge: ChallengePublic(PrivateKey::generate().public_bytes()),
+    };
     if let Err(e) = stream.write_early_payload(&challenge).await {
         tracing::debug!(machine = %machine_key.short(), "early payload not delivered: {e}");
         return;
@@ -125,7 +157,9 @@ where
     let shutdown = c.shutdown.clone();
     let service = TowerToHyperService::new(machine::router(c, machine_key));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.max_concurrent_streams(64).max_header_list_size(64 * 1024);
+    builder
+        .max_concurrent_streams(64)
+        .max_header_list_size(64 * 1024);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = pin!(conn);
     tokio::select! {

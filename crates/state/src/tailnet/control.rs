@@ -40,7 +40,11 @@ pub fn peer_visible_hostinfo(h: &Hostinfo) -> Hostinfo {
 impl Tailnet {
     /// The `User`/`Login` pair a client stores for its profile.
     pub fn login_of(&self, node: &Node) -> (tailcfg::User, tailcfg::Login) {
-        match node.user_id.and_then(|u| self.user(u)).filter(|_| !node.is_tagged()) {
+        match node
+            .user_id
+            .and_then(|u| self.user(u))
+            .filter(|_| !node.is_tagged())
+        {
             Some(u) => (
                 tailcfg::User {
                     id: u.id,
@@ -50,7 +54,11 @@ impl Tailnet {
                 },
                 tailcfg::Login {
                     id: u.id,
-                    provider: if u.provider.is_empty() { "headway".into() } else { u.provider.clone() },
+                    provider: if u.provider.is_empty() {
+                        "headway".into()
+                    } else {
+                        u.provider.clone()
+                    },
                     login_name: u.login_name(),
                     display_name: u.display().to_string(),
                     profile_pic_url: u.profile_pic_url.clone(),
@@ -75,7 +83,11 @@ impl Tailnet {
 
     /// Applies what a `/machine/map` request says about the node (disco key,
     /// endpoints, host info) and tells peers what they need to know.
-    pub async fn apply_map_request(&self, machine_key: MachinePublic, req: &MapRequest) -> Result<MapUpdate> {
+    pub async fn apply_map_request(
+        &self,
+        machine_key: MachinePublic,
+        req: &MapRequest,
+    ) -> Result<MapUpdate> {
         if !capver::is_supported(req.version) {
             return Err(Error::Invalid(capver::unsupported_message(req.version)));
         }
@@ -84,10 +96,15 @@ impl Tailnet {
             return Err(Error::not_found("node key", req.node_key.short()));
         };
         if old.machine_key != machine_key {
-            return Err(Error::Unauthorized("node key belongs to another machine".into()));
+            return Err(Error::Unauthorized(
+                "node key belongs to another machine".into(),
+            ));
         }
         let mut node = (*old).clone();
-        let mut patch = PeerChange { node_id: node.id, ..Default::default() };
+        let mut patch = PeerChange {
+            node_id: node.id,
+            ..Default::default()
+        };
         let mut patched = false;
         if !req.disco_key.is_zero() && req.disco_key != node.disco_key {
             node.disco_key = req.disco_key;
@@ -107,12 +124,17 @@ impl Tailnet {
         let mut full_change = false;
         if let Some(h) = &req.hostinfo {
             let merged = merge_hostinfo(&node.hostinfo, h.clone());
-            if let Some(derp) = merged.net_info.as_ref().map(|i| i.preferred_derp).filter(|d| *d != 0)
-                && derp != node.home_derp {
-                    node.home_derp = derp;
-                    patch.derp_region = derp;
-                    patched = true;
-                }
+            if let Some(derp) = merged
+                .net_info
+                .as_ref()
+                .map(|i| i.preferred_derp)
+                .filter(|d| *d != 0)
+                && derp != node.home_derp
+            {
+                node.home_derp = derp;
+                patch.derp_region = derp;
+                patched = true;
+            }
             if peer_visible_hostinfo(&merged) != peer_visible_hostinfo(&node.hostinfo) {
                 full_change = true;
             }
@@ -140,7 +162,11 @@ impl Tailnet {
         let (session, came_online) = self.sessions.open(node_id);
         if came_online {
             self.inner.write().offline_since.remove(&node_id);
-            self.patch_peers(PeerChange { node_id, online: Some(true), ..Default::default() });
+            self.patch_peers(PeerChange {
+                node_id,
+                online: Some(true),
+                ..Default::default()
+            });
             tracing::debug!(node.id = node_id, "node online");
         }
         session
@@ -190,7 +216,12 @@ impl Tailnet {
                 .nodes
                 .values()
                 .filter(|n| n.ephemeral && !self.sessions.is_online(n.id))
-                .filter(|n| inner.offline_since.get(&n.id).is_some_and(|t| now - *t >= timeout))
+                .filter(|n| {
+                    inner
+                        .offline_since
+                        .get(&n.id)
+                        .is_some_and(|t| now - *t >= timeout)
+                })
                 .map(|n| n.id)
                 .collect()
         };

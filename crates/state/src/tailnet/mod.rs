@@ -31,8 +31,8 @@ use crate::store::Store;
 use crate::view::{AccessControl, AllowAll};
 
 pub use control::{MapUpdate, peer_visible_hostinfo};
-pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use preauth::NewPreAuthKey;
+pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use users::{NewUser, validate_user_name};
 
 #[derive(Debug)]
@@ -55,7 +55,10 @@ impl Inner {
             self.unindex(&old);
         }
         self.by_node_key.insert(node.node_key, node.id);
-        self.by_machine.entry(node.machine_key).or_default().push(node.id);
+        self.by_machine
+            .entry(node.machine_key)
+            .or_default()
+            .push(node.id);
         self.by_name.insert(node.given_name.clone(), node.id);
         for ip in node.ips() {
             self.ipalloc.mark_used(ip);
@@ -123,7 +126,11 @@ pub struct Tailnet {
 
 impl Tailnet {
     /// Loads the tailnet from the store.
-    pub async fn load(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Result<Arc<Self>> {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Result<Arc<Self>> {
         let snapshot = store.load().await?;
         let now = clock.now();
         let mut inner = Inner {
@@ -201,7 +208,11 @@ impl Tailnet {
 
     pub fn node_by_key(&self, key: &NodePublic) -> Option<Arc<Node>> {
         let inner = self.inner.read();
-        inner.by_node_key.get(key).and_then(|id| inner.nodes.get(id)).cloned()
+        inner
+            .by_node_key
+            .get(key)
+            .and_then(|id| inner.nodes.get(id))
+            .cloned()
     }
 
     pub fn nodes(&self) -> Vec<Arc<Node>> {
@@ -210,7 +221,9 @@ impl Tailnet {
 
     pub fn nodes_by_id(&self, ids: impl IntoIterator<Item = NodeId>) -> Vec<Arc<Node>> {
         let inner = self.inner.read();
-        ids.into_iter().filter_map(|id| inner.nodes.get(&id).cloned()).collect()
+        ids.into_iter()
+            .filter_map(|id| inner.nodes.get(&id).cloned())
+            .collect()
     }
 
     pub fn user(&self, id: UserId) -> Option<Arc<User>> {
@@ -252,7 +265,12 @@ impl Tailnet {
         let access = self.access();
         let inner = self.inner.read();
         if access.everyone_sees_everyone() {
-            return inner.nodes.keys().copied().filter(|id| *id != node.id).collect();
+            return inner
+                .nodes
+                .keys()
+                .copied()
+                .filter(|id| *id != node.id)
+                .collect();
         }
         inner
             .nodes
@@ -323,7 +341,10 @@ impl Tailnet {
     /// and after the change differ.
     fn announce_visibility_change(&self, before: &[NodeId], node: &Node) {
         let after: HashSet<NodeId> = self.viewers_of(node).into_iter().collect();
-        for s in self.sessions.of(before.iter().copied().filter(|v| !after.contains(v))) {
+        for s in self
+            .sessions
+            .of(before.iter().copied().filter(|v| !after.contains(v)))
+        {
             s.update(|p| p.peer_removed(node.id));
         }
         self.announce(Event::NodeUpdated { node: node.id });
@@ -384,10 +405,14 @@ impl Tailnet {
 /// Tags must look like `tag:name` (letters, digits, hyphens; a letter first).
 pub fn validate_tag(tag: &str) -> Result<()> {
     let Some(name) = tag.strip_prefix("tag:") else {
-        return Err(Error::Invalid(format!("tag {tag:?} must start with \"tag:\", e.g. tag:server")));
+        return Err(Error::Invalid(format!(
+            "tag {tag:?} must start with \"tag:\", e.g. tag:server"
+        )));
     };
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
         return Err(Error::Invalid(format!(
             "tag {tag:?} is not valid: after \"tag:\" use a letter, then letters, digits, '-' or '_'"

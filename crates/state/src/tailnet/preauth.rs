@@ -28,9 +28,15 @@ pub(crate) enum KeyRefusal {
 impl KeyRefusal {
     pub(crate) fn message(self) -> &'static str {
         match self {
-            KeyRefusal::Unknown => "invalid auth key: no such pre-auth key on this server (check for typos, or create one with `headway preauthkeys create`)",
-            KeyRefusal::Expired => "auth key expired: create a new one with `headway preauthkeys create`",
-            KeyRefusal::Used => "auth key already used: it was a single-use key; create a new one or use --reusable",
+            KeyRefusal::Unknown => {
+                "invalid auth key: no such pre-auth key on this server (check for typos, or create one with `headway preauthkeys create`)"
+            }
+            KeyRefusal::Expired => {
+                "auth key expired: create a new one with `headway preauthkeys create`"
+            }
+            KeyRefusal::Used => {
+                "auth key already used: it was a single-use key; create a new one or use --reusable"
+            }
         }
     }
 }
@@ -41,16 +47,19 @@ impl Tailnet {
     pub async fn create_preauth_key(&self, new: NewPreAuthKey) -> Result<(PreAuthKey, String)> {
         let tags = normalize_tags(&new.tags)?;
         if new.user.is_none() && tags.is_empty() {
-            return Err(Error::Invalid("a pre-auth key needs a user (--user) or tags (--tags)".into()));
+            return Err(Error::Invalid(
+                "a pre-auth key needs a user (--user) or tags (--tags)".into(),
+            ));
         }
         let now = self.now();
         if let Some(exp) = new.expiration
-            && exp <= now {
-                return Err(Error::Invalid(format!(
-                    "expiration {} is in the past; give a positive duration such as --expiration 24h",
-                    exp.to_rfc3339()
-                )));
-            }
+            && exp <= now
+        {
+            return Err(Error::Invalid(format!(
+                "expiration {} is in the past; give a positive duration such as --expiration 24h",
+                exp.to_rfc3339()
+            )));
+        }
         let _w = self.write.lock().await;
         if let Some(u) = new.user {
             self.require_user(u)?;
@@ -92,11 +101,19 @@ impl Tailnet {
         let found = if let Ok(id) = id_or_key.parse::<PreAuthKeyId>() {
             inner.keys.get(&id)
         } else if let Some((prefix, _)) = keys::split(AUTH_KEY_PREFIX, id_or_key) {
-            inner.key_by_prefix.get(prefix).and_then(|id| inner.keys.get(id))
+            inner
+                .key_by_prefix
+                .get(prefix)
+                .and_then(|id| inner.keys.get(id))
         } else {
-            inner.key_by_prefix.get(id_or_key).and_then(|id| inner.keys.get(id))
+            inner
+                .key_by_prefix
+                .get(id_or_key)
+                .and_then(|id| inner.keys.get(id))
         };
-        found.cloned().ok_or_else(|| Error::not_found("pre-auth key", id_or_key))
+        found
+            .cloned()
+            .ok_or_else(|| Error::not_found("pre-auth key", id_or_key))
     }
 
     pub async fn expire_preauth_key(&self, id: PreAuthKeyId) -> Result<PreAuthKey> {
@@ -133,8 +150,12 @@ impl Tailnet {
     }
 
     /// Looks a presented key up and checks its secret (constant time).
-    pub(crate) fn lookup_auth_key(&self, text: &str) -> std::result::Result<PreAuthKey, KeyRefusal> {
-        let (prefix, secret) = keys::split(AUTH_KEY_PREFIX, text.trim()).ok_or(KeyRefusal::Unknown)?;
+    pub(crate) fn lookup_auth_key(
+        &self,
+        text: &str,
+    ) -> std::result::Result<PreAuthKey, KeyRefusal> {
+        let (prefix, secret) =
+            keys::split(AUTH_KEY_PREFIX, text.trim()).ok_or(KeyRefusal::Unknown)?;
         let inner = self.inner.read();
         let key = inner
             .key_by_prefix
@@ -149,7 +170,10 @@ impl Tailnet {
 }
 
 /// Whether a key may register a (new or re-keyed) node now.
-pub(crate) fn check_usable(key: &PreAuthKey, now: DateTime<Utc>) -> std::result::Result<(), KeyRefusal> {
+pub(crate) fn check_usable(
+    key: &PreAuthKey,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), KeyRefusal> {
     if key.is_expired(now) {
         return Err(KeyRefusal::Expired);
     }

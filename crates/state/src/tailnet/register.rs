@@ -42,7 +42,10 @@ pub enum RegisterOutcome {
 pub const PENDING_REGISTRATION_TTL: Duration = Duration::from_secs(15 * 60);
 
 fn refused(message: impl Into<String>) -> RegisterResponse {
-    RegisterResponse { error: message.into(), ..Default::default() }
+    RegisterResponse {
+        error: message.into(),
+        ..Default::default()
+    }
 }
 
 /// The decision on a pending interactive registration.
@@ -103,7 +106,9 @@ struct Request<'a> {
 fn new_auth_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..24)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Tailnet {
@@ -120,7 +125,10 @@ impl Tailnet {
 
     /// The AuthURL of a pending registration.
     pub fn auth_url(&self, auth_id: &str) -> String {
-        format!("{}/register/{auth_id}", self.settings.server_url.trim_end_matches('/'))
+        format!(
+            "{}/register/{auth_id}",
+            self.settings.server_url.trim_end_matches('/')
+        )
     }
 
     /// `/machine/register`. `Err` is for requests the protocol answers with an
@@ -133,13 +141,20 @@ impl Tailnet {
         req: &RegisterRequest,
     ) -> Result<(RegisterResponse, RegisterOutcome)> {
         if !capver::is_supported(req.version) {
-            return Ok((refused(capver::unsupported_message(req.version)), RegisterOutcome::Refused));
+            return Ok((
+                refused(capver::unsupported_message(req.version)),
+                RegisterOutcome::Refused,
+            ));
         }
         if req.node_key.is_zero() {
             return Err(Error::Invalid("register request without a node key".into()));
         }
         let now = self.now();
-        let auth_key = req.auth.as_ref().map(|a| a.auth_key.as_str()).filter(|k| !k.is_empty());
+        let auth_key = req
+            .auth
+            .as_ref()
+            .map(|a| a.auth_key.as_str())
+            .filter(|k| !k.is_empty());
         let logout = req.expiry.is_some_and(|e| e <= now);
         // Waiting on an AuthURL holds no lock: it can take minutes.
         if !req.followup.is_empty() && auth_key.is_none() && !logout {
@@ -151,7 +166,9 @@ impl Tailnet {
         if let Some(n) = &known
             && n.machine_key != machine_key
         {
-            return Err(Error::Unauthorized("node key belongs to another machine".into()));
+            return Err(Error::Unauthorized(
+                "node key belongs to another machine".into(),
+            ));
         }
 
         // 1. A past expiry is a logout, whatever else the request carries.
@@ -168,7 +185,9 @@ impl Tailnet {
             if let Some(node) = known.as_ref().filter(|n| !n.is_expired(now)) {
                 if let Some(want) = req.expiry {
                     if node.expiry.is_some_and(|cur| want > cur) {
-                        return Err(Error::Invalid("extending the key expiry is not allowed".into()));
+                        return Err(Error::Invalid(
+                            "extending the key expiry is not allowed".into(),
+                        ));
                     }
                     let node = self
                         .update_node_locked(node.id, |n| {
@@ -183,14 +202,20 @@ impl Tailnet {
             if known.is_some() {
                 // Expired: the client makes a new node key and logs in again.
                 return Ok((
-                    RegisterResponse { node_key_expired: true, ..Default::default() },
+                    RegisterResponse {
+                        node_key_expired: true,
+                        ..Default::default()
+                    },
                     RegisterOutcome::NeedsLogin,
                 ));
             }
             let id = self.start_interactive(machine_key, req, now);
             tracing::info!(machine = %machine_key.short(), auth_id = %id, "interactive registration started");
             return Ok((
-                RegisterResponse { auth_url: self.auth_url(&id), ..Default::default() },
+                RegisterResponse {
+                    auth_url: self.auth_url(&id),
+                    ..Default::default()
+                },
                 RegisterOutcome::NeedsLogin,
             ));
         };
@@ -228,15 +253,24 @@ impl Tailnet {
             expiry: req.expiry,
             version: req.version,
         };
-        let (node, outcome) = self.authorize_locked(machine_key, &request, grant, known, now).await?;
+        let (node, outcome) = self
+            .authorize_locked(machine_key, &request, grant, known, now)
+            .await?;
         Ok((self.register_ok(&node), outcome))
     }
 
-    async fn logout_locked(&self, node: &Arc<Node>, now: DateTime<Utc>) -> Result<(RegisterResponse, RegisterOutcome)> {
+    async fn logout_locked(
+        &self,
+        node: &Arc<Node>,
+        now: DateTime<Utc>,
+    ) -> Result<(RegisterResponse, RegisterOutcome)> {
         if node.ephemeral {
             self.delete_node_locked(node.id).await?;
             return Ok((
-                RegisterResponse { node_key_expired: true, ..Default::default() },
+                RegisterResponse {
+                    node_key_expired: true,
+                    ..Default::default()
+                },
                 RegisterOutcome::LoggedOut,
             ));
         }
@@ -267,7 +301,9 @@ impl Tailnet {
         if let Some(other) = self.node_by_key(&req.node_key)
             && other.machine_key != machine_key
         {
-            return Err(Error::Unauthorized("node key belongs to another machine".into()));
+            return Err(Error::Unauthorized(
+                "node key belongs to another machine".into(),
+            ));
         }
         // The node this machine already has: the node key itself, the key
         // being rotated, or the machine's node of the same owner.
@@ -328,11 +364,17 @@ impl Tailnet {
             None => {
                 let (ipv4, ipv6) = {
                     let mut rng = rand::rngs::StdRng::from_entropy();
-                    self.inner.write().ipalloc.allocate(&mut rng).map_err(|e| Error::Conflict(e.to_string()))?
+                    self.inner
+                        .write()
+                        .ipalloc
+                        .allocate(&mut rng)
+                        .map_err(|e| Error::Conflict(e.to_string()))?
                 };
                 let given_name = {
                     let inner = self.inner.read();
-                    naming::unique_label(&naming::sanitize_label(&req.hostinfo.hostname), |n| inner.name_taken(n, None))
+                    naming::unique_label(&naming::sanitize_label(&req.hostinfo.hostname), |n| {
+                        inner.name_taken(n, None)
+                    })
                 };
                 let node = Node {
                     id: 0,
@@ -346,7 +388,12 @@ impl Tailnet {
                     ipv4,
                     ipv6,
                     endpoints: Vec::new(),
-                    home_derp: req.hostinfo.net_info.as_ref().map(|i| i.preferred_derp).unwrap_or(0),
+                    home_derp: req
+                        .hostinfo
+                        .net_info
+                        .as_ref()
+                        .map(|i| i.preferred_derp)
+                        .unwrap_or(0),
                     hostinfo: req.hostinfo.clone(),
                     expiry,
                     register_method: grant.method,
@@ -391,7 +438,10 @@ impl Tailnet {
         };
         let viewers_before = match outcome {
             RegisterOutcome::Created => Vec::new(),
-            _ => self.node(node.id).map(|o| self.viewers_of(&o)).unwrap_or_default(),
+            _ => self
+                .node(node.id)
+                .map(|o| self.viewers_of(&o))
+                .unwrap_or_default(),
         };
         {
             let mut inner = self.inner.write();
@@ -425,7 +475,12 @@ impl Tailnet {
 
     // --- interactive registration --------------------------------------------
 
-    fn start_interactive(&self, machine_key: MachinePublic, req: &RegisterRequest, now: DateTime<Utc>) -> String {
+    fn start_interactive(
+        &self,
+        machine_key: MachinePublic,
+        req: &RegisterRequest,
+        now: DateTime<Utc>,
+    ) -> String {
         let id = new_auth_id();
         let (verdict, _) = watch::channel(None);
         let pending = PendingRegistration {
@@ -451,7 +506,12 @@ impl Tailnet {
         machine_key: MachinePublic,
         req: &RegisterRequest,
     ) -> Result<(RegisterResponse, RegisterOutcome)> {
-        let id = req.followup.rsplit('/').next().unwrap_or_default().to_string();
+        let id = req
+            .followup
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let receiver = {
             let pending = self.pending.lock();
             pending
@@ -463,7 +523,10 @@ impl Tailnet {
         let Some(mut receiver) = receiver else {
             let id = self.start_interactive(machine_key, req, self.now());
             return Ok((
-                RegisterResponse { auth_url: self.auth_url(&id), ..Default::default() },
+                RegisterResponse {
+                    auth_url: self.auth_url(&id),
+                    ..Default::default()
+                },
                 RegisterOutcome::NeedsLogin,
             ));
         };
@@ -479,13 +542,19 @@ impl Tailnet {
         match verdict {
             Some(Verdict::Approved(node_id)) => match self.node(node_id) {
                 Some(node) => Ok((self.register_ok(&node), RegisterOutcome::Created)),
-                None => Ok((refused("the node was deleted right after its approval; log in again"), RegisterOutcome::Refused)),
+                None => Ok((
+                    refused("the node was deleted right after its approval; log in again"),
+                    RegisterOutcome::Refused,
+                )),
             },
             Some(Verdict::Rejected(reason)) => Ok((refused(reason), RegisterOutcome::Refused)),
             None => {
                 let id = self.start_interactive(machine_key, req, self.now());
                 Ok((
-                    RegisterResponse { auth_url: self.auth_url(&id), ..Default::default() },
+                    RegisterResponse {
+                        auth_url: self.auth_url(&id),
+                        ..Default::default()
+                    },
                     RegisterOutcome::NeedsLogin,
                 ))
             }
@@ -494,7 +563,8 @@ impl Tailnet {
 
     /// Registrations waiting for approval.
     pub fn pending_registrations(&self) -> Vec<PendingInfo> {
-        let ttl = chrono::Duration::from_std(PENDING_REGISTRATION_TTL).unwrap_or(chrono::Duration::MAX);
+        let ttl =
+            chrono::Duration::from_std(PENDING_REGISTRATION_TTL).unwrap_or(chrono::Duration::MAX);
         let mut v: Vec<PendingInfo> = self
             .pending
             .lock()
@@ -521,17 +591,26 @@ impl Tailnet {
     }
 
     /// Approves a waiting machine as a node of `user` (`headway auth register`).
-    pub async fn approve_registration(&self, auth_id: &str, user: UserId, method: RegisterMethod) -> Result<Node> {
+    pub async fn approve_registration(
+        &self,
+        auth_id: &str,
+        user: UserId,
+        method: RegisterMethod,
+    ) -> Result<Node> {
         self.require_user(user)?;
         let _w = self.write.lock().await;
         let Some(p) = self.pending.lock().by_id.remove(auth_id) else {
             return Err(Error::NotFound {
                 what: "pending registration",
-                key: format!("{auth_id} (it may have expired: the machine gets a new link when it retries `tailscale up`)"),
+                key: format!(
+                    "{auth_id} (it may have expired: the machine gets a new link when it retries `tailscale up`)"
+                ),
             });
         };
         let now = self.now();
-        let known = self.node_by_key(&p.node_key).filter(|n| n.machine_key == p.machine_key);
+        let known = self
+            .node_by_key(&p.node_key)
+            .filter(|n| n.machine_key == p.machine_key);
         let request = Request {
             node_key: p.node_key,
             old_node_key: p.old_node_key,
@@ -539,8 +618,17 @@ impl Tailnet {
             expiry: p.expiry,
             version: p.version,
         };
-        let grant = Grant { user_id: Some(user), tags: Vec::new(), ephemeral: p.ephemeral, method, auth_key: None };
-        match self.authorize_locked(p.machine_key, &request, grant, known, now).await {
+        let grant = Grant {
+            user_id: Some(user),
+            tags: Vec::new(),
+            ephemeral: p.ephemeral,
+            method,
+            auth_key: None,
+        };
+        match self
+            .authorize_locked(p.machine_key, &request, grant, known, now)
+            .await
+        {
             Ok((node, _)) => {
                 let _ = p.verdict.send(Some(Verdict::Approved(node.id)));
                 Ok(node)
@@ -558,7 +646,10 @@ impl Tailnet {
     pub async fn approve_pending(&self, auth_id: &str) -> Result<Node> {
         let owner = {
             let pending = self.pending.lock();
-            let p = pending.by_id.get(auth_id).ok_or_else(|| Error::not_found("pending registration", auth_id))?;
+            let p = pending
+                .by_id
+                .get(auth_id)
+                .ok_or_else(|| Error::not_found("pending registration", auth_id))?;
             let inner = self.inner.read();
             [p.node_key, p.old_node_key]
                 .iter()
@@ -573,7 +664,8 @@ impl Tailnet {
                 "registration {auth_id} is for a new machine: approve it for a user with `headway auth register --auth-id {auth_id} --user <USER>`"
             )));
         };
-        self.approve_registration(auth_id, user, RegisterMethod::Cli).await
+        self.approve_registration(auth_id, user, RegisterMethod::Cli)
+            .await
     }
 
     /// Refuses a waiting machine; its `tailscale up` fails with `reason`.
@@ -581,7 +673,11 @@ impl Tailnet {
         let Some(p) = self.pending.lock().by_id.remove(auth_id) else {
             return Err(Error::not_found("pending registration", auth_id));
         };
-        let reason = if reason.is_empty() { "registration rejected by an administrator" } else { reason };
+        let reason = if reason.is_empty() {
+            "registration rejected by an administrator"
+        } else {
+            reason
+        };
         let _ = p.verdict.send(Some(Verdict::Rejected(reason.to_string())));
         tracing::info!(auth_id, "interactive registration rejected");
         Ok(())
@@ -591,7 +687,8 @@ impl Tailnet {
     /// new AuthURL on their next attempt.
     pub fn expire_pending_registrations(&self) -> usize {
         let now = self.now();
-        let ttl = chrono::Duration::from_std(PENDING_REGISTRATION_TTL).unwrap_or(chrono::Duration::MAX);
+        let ttl =
+            chrono::Duration::from_std(PENDING_REGISTRATION_TTL).unwrap_or(chrono::Duration::MAX);
         let mut pending = self.pending.lock();
         let before = pending.by_id.len();
         pending.by_id.retain(|_, p| now - p.created_at < ttl);

@@ -2,12 +2,14 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use headway_proto::keys::{DiscoPublic, MachinePublic, NodePublic};
-use headway_proto::tailcfg::{Hostinfo, MapRequest, NetInfo, RegisterRequest, RegisterResponseAuth};
+use headway_proto::tailcfg::{
+    Hostinfo, MapRequest, NetInfo, RegisterRequest, RegisterResponseAuth,
+};
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::model::RegisterMethod;
 use crate::memstore::MemStore;
+use crate::model::RegisterMethod;
 use crate::settings::Settings;
 
 struct Kit {
@@ -22,9 +24,17 @@ async fn kit() -> Kit {
 
 async fn kit_with(settings: Settings) -> Kit {
     let store = MemStore::default();
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()));
-    let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), settings).await.unwrap();
-    Kit { tailnet, store, clock }
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    ));
+    let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), settings)
+        .await
+        .unwrap();
+    Kit {
+        tailnet,
+        store,
+        clock,
+    }
 }
 
 fn mk(n: u8) -> MachinePublic {
@@ -38,17 +48,34 @@ fn req(node_key: NodePublic, key: &str, host: &str) -> RegisterRequest {
     RegisterRequest {
         version: 133,
         node_key,
-        auth: Some(RegisterResponseAuth { auth_key: key.into(), ..Default::default() }),
-        hostinfo: Some(Hostinfo { hostname: host.into(), ..Default::default() }),
+        auth: Some(RegisterResponseAuth {
+            auth_key: key.into(),
+            ..Default::default()
+        }),
+        hostinfo: Some(Hostinfo {
+            hostname: host.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 async fn user_and_key(k: &Kit, reusable: bool) -> (crate::model::User, String) {
-    let user = k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.unwrap();
+    let user = k
+        .tailnet
+        .create_user(NewUser {
+            name: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let (_, key) = k
         .tailnet
-        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable, ..Default::default() })
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(user.id),
+            reusable,
+            ..Default::default()
+        })
         .await
         .unwrap();
     (user, key)
@@ -58,13 +85,21 @@ async fn user_and_key(k: &Kit, reusable: bool) -> (crate::model::User, String) {
 async fn registers_with_a_key_and_allocates_addresses_and_names() {
     let k = kit().await;
     let (user, key) = user_and_key(&k, true).await;
-    let (resp, outcome) = k.tailnet.register(mk(1), &req(nk(1), &key, "My Laptop")).await.unwrap();
+    let (resp, outcome) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), &key, "My Laptop"))
+        .await
+        .unwrap();
     assert_eq!(outcome, RegisterOutcome::Created);
     assert!(resp.machine_authorized, "{resp:?}");
     assert!(resp.error.is_empty());
     assert_eq!(resp.user.id, user.id);
     assert_eq!(resp.login.login_name, "alice@");
-    let (_, outcome) = k.tailnet.register(mk(2), &req(nk(2), &key, "my-laptop")).await.unwrap();
+    let (_, outcome) = k
+        .tailnet
+        .register(mk(2), &req(nk(2), &key, "my-laptop"))
+        .await
+        .unwrap();
     assert_eq!(outcome, RegisterOutcome::Created);
     let nodes = k.tailnet.list_nodes(None);
     assert_eq!(nodes.len(), 2);
@@ -80,12 +115,23 @@ async fn registers_with_a_key_and_allocates_addresses_and_names() {
 async fn single_use_key_refused_for_a_second_machine_but_not_for_a_refresh() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, false).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
-    let (resp, outcome) = k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
+    let (resp, outcome) = k
+        .tailnet
+        .register(mk(2), &req(nk(2), &key, "b"))
+        .await
+        .unwrap();
     assert_eq!(outcome, RegisterOutcome::Refused);
     assert!(resp.error.contains("already used"), "{}", resp.error);
     // The same machine and node key re-sending the key: a refresh, not a refusal.
-    let (resp, outcome) = k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let (resp, outcome) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     assert_eq!(outcome, RegisterOutcome::Reauthorized);
     assert!(resp.error.is_empty(), "{}", resp.error);
     assert_eq!(k.tailnet.list_nodes(None).len(), 1);
@@ -106,18 +152,37 @@ async fn bad_expired_and_malformed_keys_are_refused_with_messages_and_change_not
         .await
         .unwrap();
     k.clock.advance(Duration::hours(2));
-    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    let (resp, _) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     assert!(resp.error.contains("expired"), "{}", resp.error);
     for junk in ["nonsense", "hskey-auth-000000000000-0000"] {
-        let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), junk, "a")).await.unwrap();
+        let (resp, _) = k
+            .tailnet
+            .register(mk(1), &req(nk(1), junk, "a"))
+            .await
+            .unwrap();
         assert!(!resp.error.is_empty());
     }
     // An empty key is no key: the interactive flow, not a refusal.
-    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), "", "a")).await.unwrap();
-    assert!(resp.error.is_empty() && !resp.auth_url.is_empty(), "{resp:?}");
+    let (resp, _) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), "", "a"))
+        .await
+        .unwrap();
+    assert!(
+        resp.error.is_empty() && !resp.auth_url.is_empty(),
+        "{resp:?}"
+    );
     // Right prefix, wrong secret.
     let forged = format!("hskey-auth-{}-{}", short.prefix, "0".repeat(64));
-    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &forged, "a")).await.unwrap();
+    let (resp, _) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), &forged, "a"))
+        .await
+        .unwrap();
     assert!(resp.error.contains("invalid auth key"), "{}", resp.error);
     assert!(k.tailnet.list_nodes(None).is_empty());
     assert_eq!(k.store.node_count(), 0);
@@ -127,12 +192,27 @@ async fn bad_expired_and_malformed_keys_are_refused_with_messages_and_change_not
 async fn node_key_from_another_machine_is_unauthorized() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
-    let err = k.tailnet.register(mk(9), &req(nk(1), &key, "evil")).await.unwrap_err();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
+    let err = k
+        .tailnet
+        .register(mk(9), &req(nk(1), &key, "evil"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), crate::error::ErrorKind::Unauthorized);
-    let restart = RegisterRequest { version: 133, node_key: nk(1), ..Default::default() };
+    let restart = RegisterRequest {
+        version: 133,
+        node_key: nk(1),
+        ..Default::default()
+    };
     assert!(k.tailnet.register(mk(9), &restart).await.is_err());
-    let map = MapRequest { version: 133, node_key: nk(1), ..Default::default() };
+    let map = MapRequest {
+        version: 133,
+        node_key: nk(1),
+        ..Default::default()
+    };
     assert!(k.tailnet.apply_map_request(mk(9), &map).await.is_err());
 }
 
@@ -140,11 +220,18 @@ async fn node_key_from_another_machine_is_unauthorized() {
 async fn restart_refresh_logout_and_relogin_keep_the_node() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     let id = k.tailnet.list_nodes(None)[0].id;
     let ip = k.tailnet.list_nodes(None)[0].ipv4;
 
-    let restart = RegisterRequest { version: 133, node_key: nk(1), ..Default::default() };
+    let restart = RegisterRequest {
+        version: 133,
+        node_key: nk(1),
+        ..Default::default()
+    };
     let (resp, outcome) = k.tailnet.register(mk(1), &restart).await.unwrap();
     assert_eq!(outcome, RegisterOutcome::Refreshed);
     assert!(resp.machine_authorized);
@@ -177,20 +264,47 @@ async fn restart_refresh_logout_and_relogin_keep_the_node() {
 
 #[tokio::test]
 async fn ephemeral_nodes_go_at_logout_and_after_inactivity() {
-    let k = kit_with(Settings { ephemeral_inactivity_timeout: std::time::Duration::from_secs(60), ..Default::default() }).await;
-    let user = k.tailnet.create_user(NewUser { name: "bob".into(), ..Default::default() }).await.unwrap();
-    let (_, key) = k
+    let k = kit_with(Settings {
+        ephemeral_inactivity_timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let user = k
         .tailnet
-        .create_preauth_key(NewPreAuthKey { user: Some(user.id), reusable: true, ephemeral: true, ..Default::default() })
+        .create_user(NewUser {
+            name: "bob".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    k.tailnet.register(mk(1), &req(nk(1), &key, "e1")).await.unwrap();
-    k.tailnet.register(mk(2), &req(nk(2), &key, "e2")).await.unwrap();
+    let (_, key) = k
+        .tailnet
+        .create_preauth_key(NewPreAuthKey {
+            user: Some(user.id),
+            reusable: true,
+            ephemeral: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "e1"))
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(2), &req(nk(2), &key, "e2"))
+        .await
+        .unwrap();
     let ids: Vec<_> = k.tailnet.list_nodes(None).iter().map(|n| n.id).collect();
     assert!(k.tailnet.list_nodes(None).iter().all(|n| n.ephemeral));
 
     // Logout deletes at once.
-    let logout = RegisterRequest { version: 133, node_key: nk(1), expiry: Some(Utc.timestamp_opt(123, 0).unwrap()), ..Default::default() };
+    let logout = RegisterRequest {
+        version: 133,
+        node_key: nk(1),
+        expiry: Some(Utc.timestamp_opt(123, 0).unwrap()),
+        ..Default::default()
+    };
     k.tailnet.register(mk(1), &logout).await.unwrap();
     assert!(k.tailnet.node(ids[0]).is_none());
 
@@ -210,8 +324,14 @@ async fn ephemeral_nodes_go_at_logout_and_after_inactivity() {
 async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
-    k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(2), &req(nk(2), &key, "b"))
+        .await
+        .unwrap();
     let a = k.tailnet.node_by_key(&nk(1)).unwrap();
     let b = k.tailnet.node_by_key(&nk(2)).unwrap();
     let sb = k.tailnet.open_session(b.id);
@@ -226,7 +346,10 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
         endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
         hostinfo: Some(Hostinfo {
             hostname: "a".into(),
-            net_info: Some(NetInfo { preferred_derp: 999, ..Default::default() }),
+            net_info: Some(NetInfo {
+                preferred_derp: 999,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         omit_peers: true,
@@ -247,7 +370,15 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
 
     // NetInfo noise (latency) without a DERP change: nothing either.
     let mut noisy = lite.clone();
-    noisy.hostinfo.as_mut().unwrap().net_info.as_mut().unwrap().derp_latency.insert("999-v4".into(), 0.01);
+    noisy
+        .hostinfo
+        .as_mut()
+        .unwrap()
+        .net_info
+        .as_mut()
+        .unwrap()
+        .derp_latency
+        .insert("999-v4".into(), 0.01);
     k.tailnet.apply_map_request(mk(1), &noisy).await.unwrap();
     assert!(sb.take().is_empty());
 
@@ -267,8 +398,14 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
 async fn admin_changes_reach_peers_and_the_node_itself() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
-    k.tailnet.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(2), &req(nk(2), &key, "b"))
+        .await
+        .unwrap();
     let a = k.tailnet.node_by_key(&nk(1)).unwrap();
     let b = k.tailnet.node_by_key(&nk(2)).unwrap();
     let sa = k.tailnet.open_session(a.id);
@@ -296,14 +433,36 @@ async fn a_failed_commit_changes_nothing_in_memory() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
     k.store.fail_commits(true);
-    assert!(k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.is_err());
-    assert!(k.tailnet.create_user(NewUser { name: "carol".into(), ..Default::default() }).await.is_err());
+    assert!(
+        k.tailnet
+            .register(mk(1), &req(nk(1), &key, "a"))
+            .await
+            .is_err()
+    );
+    assert!(
+        k.tailnet
+            .create_user(NewUser {
+                name: "carol".into(),
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
     k.store.fail_commits(false);
     assert!(k.tailnet.list_nodes(None).is_empty());
     assert!(k.tailnet.resolve_user("carol").is_err());
     // The address that was briefly taken was given back.
-    assert!(!k.tailnet.inner.read().ipalloc.is_used("100.64.0.1".parse().unwrap()));
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    assert!(
+        !k.tailnet
+            .inner
+            .read()
+            .ipalloc
+            .is_used("100.64.0.1".parse().unwrap())
+    );
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     assert_eq!(k.tailnet.list_nodes(None).len(), 1);
 }
 
@@ -311,41 +470,108 @@ async fn a_failed_commit_changes_nothing_in_memory() {
 async fn users_validate_names_and_refuse_deletion_while_owning_nodes() {
     let k = kit().await;
     for bad in ["", "with space", "two@@at", "123", "-x"] {
-        assert!(k.tailnet.create_user(NewUser { name: bad.into(), ..Default::default() }).await.is_err(), "{bad}");
+        assert!(
+            k.tailnet
+                .create_user(NewUser {
+                    name: bad.into(),
+                    ..Default::default()
+                })
+                .await
+                .is_err(),
+            "{bad}"
+        );
     }
     let (user, key) = user_and_key(&k, true).await;
-    assert!(k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.is_err());
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    assert!(
+        k.tailnet
+            .create_user(NewUser {
+                name: "alice".into(),
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     let err = k.tailnet.delete_user(user.id).await.unwrap_err();
     assert!(err.to_string().contains("still owns 1 node"), "{err}");
     let id = k.tailnet.list_nodes(None)[0].id;
     k.tailnet.delete_node(id).await.unwrap();
     k.tailnet.delete_user(user.id).await.unwrap();
     assert!(k.tailnet.list_preauth_keys(None).is_empty());
-    assert_eq!(k.tailnet.resolve_user(&user.id.to_string()).unwrap_err().kind(), crate::error::ErrorKind::NotFound);
+    assert_eq!(
+        k.tailnet
+            .resolve_user(&user.id.to_string())
+            .unwrap_err()
+            .kind(),
+        crate::error::ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
 async fn tagged_keys_make_tagged_nodes_without_expiry() {
-    let k = kit_with(Settings { node_expiry: Some(std::time::Duration::from_secs(3600)), ..Default::default() }).await;
+    let k = kit_with(Settings {
+        node_expiry: Some(std::time::Duration::from_secs(3600)),
+        ..Default::default()
+    })
+    .await;
     let (_, key) = k
         .tailnet
-        .create_preauth_key(NewPreAuthKey { tags: vec!["tag:server".into()], reusable: true, ..Default::default() })
+        .create_preauth_key(NewPreAuthKey {
+            tags: vec!["tag:server".into()],
+            reusable: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let (resp, _) = k.tailnet.register(mk(1), &req(nk(1), &key, "srv")).await.unwrap();
+    let (resp, _) = k
+        .tailnet
+        .register(mk(1), &req(nk(1), &key, "srv"))
+        .await
+        .unwrap();
     assert_eq!(resp.user.id, crate::model::TAGGED_DEVICES_USER_ID);
     let n = k.tailnet.node_by_key(&nk(1)).unwrap();
     assert_eq!(n.tags, vec!["tag:server"]);
     assert!(n.expiry.is_none());
-    assert!(k.tailnet.create_preauth_key(NewPreAuthKey { tags: vec!["server".into()], ..Default::default() }).await.is_err());
-    assert!(k.tailnet.create_preauth_key(NewPreAuthKey::default()).await.is_err());
+    assert!(
+        k.tailnet
+            .create_preauth_key(NewPreAuthKey {
+                tags: vec!["server".into()],
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
+    assert!(
+        k.tailnet
+            .create_preauth_key(NewPreAuthKey::default())
+            .await
+            .is_err()
+    );
     // A user node gets the default expiry.
     let (_, ukey) = {
-        let u = k.tailnet.create_user(NewUser { name: "dave".into(), ..Default::default() }).await.unwrap();
-        k.tailnet.create_preauth_key(NewPreAuthKey { user: Some(u.id), ..Default::default() }).await.unwrap()
+        let u = k
+            .tailnet
+            .create_user(NewUser {
+                name: "dave".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        k.tailnet
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(u.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
     };
-    k.tailnet.register(mk(2), &req(nk(2), &ukey, "laptop")).await.unwrap();
+    k.tailnet
+        .register(mk(2), &req(nk(2), &ukey, "laptop"))
+        .await
+        .unwrap();
     let n = k.tailnet.node_by_key(&nk(2)).unwrap();
     assert_eq!(n.expiry, Some(k.clock.now() + Duration::hours(1)));
 }
@@ -354,15 +580,27 @@ async fn tagged_keys_make_tagged_nodes_without_expiry() {
 async fn reload_from_store_keeps_nodes_addresses_and_keys() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "a")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "a"))
+        .await
+        .unwrap();
     let before = k.tailnet.list_nodes(None);
-    let again = Tailnet::load(Arc::new(k.store.clone()), k.clock.clone(), Settings::default()).await.unwrap();
+    let again = Tailnet::load(
+        Arc::new(k.store.clone()),
+        k.clock.clone(),
+        Settings::default(),
+    )
+    .await
+    .unwrap();
     let after = again.list_nodes(None);
     assert_eq!(before.len(), after.len());
     assert_eq!(*before[0], *after[0]);
     // The key still works and the next address is not the one in use.
     again.register(mk(2), &req(nk(2), &key, "b")).await.unwrap();
-    assert_eq!(again.node_by_key(&nk(2)).unwrap().ipv4.unwrap().to_string(), "100.64.0.2");
+    assert_eq!(
+        again.node_by_key(&nk(2)).unwrap().ipv4.unwrap().to_string(),
+        "100.64.0.2"
+    );
 }
 
 #[tokio::test]
@@ -380,7 +618,10 @@ fn interactive(node_key: NodePublic, host: &str) -> RegisterRequest {
     RegisterRequest {
         version: 133,
         node_key,
-        hostinfo: Some(Hostinfo { hostname: host.into(), ..Default::default() }),
+        hostinfo: Some(Hostinfo {
+            hostname: host.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -388,10 +629,25 @@ fn interactive(node_key: NodePublic, host: &str) -> RegisterRequest {
 #[tokio::test]
 async fn interactive_registration_waits_for_an_admin_and_then_proceeds() {
     let k = kit().await;
-    let user = k.tailnet.create_user(NewUser { name: "alice".into(), ..Default::default() }).await.unwrap();
-    let (resp, outcome) = k.tailnet.register(mk(1), &interactive(nk(1), "laptop")).await.unwrap();
+    let user = k
+        .tailnet
+        .create_user(NewUser {
+            name: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (resp, outcome) = k
+        .tailnet
+        .register(mk(1), &interactive(nk(1), "laptop"))
+        .await
+        .unwrap();
     assert_eq!(outcome, RegisterOutcome::NeedsLogin);
-    assert!(resp.auth_url.starts_with("http://127.0.0.1:8080/register/"), "{}", resp.auth_url);
+    assert!(
+        resp.auth_url.starts_with("http://127.0.0.1:8080/register/"),
+        "{}",
+        resp.auth_url
+    );
     let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
     assert_eq!(k.tailnet.pending_registrations()[0].hostname, "laptop");
 
@@ -403,25 +659,47 @@ async fn interactive_registration_waits_for_an_admin_and_then_proceeds() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "must wait for a decision");
     // …an unknown id or another machine cannot approve or hijack it…
-    assert!(k.tailnet.approve_registration("nope", user.id, RegisterMethod::Cli).await.is_err());
+    assert!(
+        k.tailnet
+            .approve_registration("nope", user.id, RegisterMethod::Cli)
+            .await
+            .is_err()
+    );
     let mut other = interactive(nk(9), "evil");
     other.followup = resp.auth_url.clone();
     let (r, _) = k.tailnet.register(mk(9), &other).await.unwrap();
-    assert_ne!(r.auth_url, resp.auth_url, "another machine gets its own link, not this one");
+    assert_ne!(
+        r.auth_url, resp.auth_url,
+        "another machine gets its own link, not this one"
+    );
     // …until the admin approves: the same request completes by itself.
-    let node = k.tailnet.approve_registration(&id, user.id, RegisterMethod::Cli).await.unwrap();
-    let (resp, _) = tokio::time::timeout(std::time::Duration::from_secs(2), waiter).await.unwrap().unwrap();
+    let node = k
+        .tailnet
+        .approve_registration(&id, user.id, RegisterMethod::Cli)
+        .await
+        .unwrap();
+    let (resp, _) = tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(resp.machine_authorized && resp.error.is_empty(), "{resp:?}");
     assert_eq!(resp.user.id, user.id);
     assert_eq!(node.register_method, RegisterMethod::Cli);
     assert_eq!(k.tailnet.node_by_key(&nk(1)).unwrap().given_name, "laptop");
-    assert!(k.tailnet.pending_registration(&id).is_err(), "decided registrations are gone");
+    assert!(
+        k.tailnet.pending_registration(&id).is_err(),
+        "decided registrations are gone"
+    );
 }
 
 #[tokio::test]
 async fn rejected_and_expired_registrations() {
     let k = kit().await;
-    let (resp, _) = k.tailnet.register(mk(1), &interactive(nk(1), "x")).await.unwrap();
+    let (resp, _) = k
+        .tailnet
+        .register(mk(1), &interactive(nk(1), "x"))
+        .await
+        .unwrap();
     let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
     let mut follow = interactive(nk(1), "x");
     follow.followup = resp.auth_url.clone();
@@ -436,7 +714,11 @@ async fn rejected_and_expired_registrations() {
     assert!(k.tailnet.list_nodes(None).is_empty());
 
     // An expired one: the client's next follow-up gets a fresh link.
-    let (resp, _) = k.tailnet.register(mk(2), &interactive(nk(2), "y")).await.unwrap();
+    let (resp, _) = k
+        .tailnet
+        .register(mk(2), &interactive(nk(2), "y"))
+        .await
+        .unwrap();
     k.clock.advance(Duration::minutes(16));
     assert_eq!(k.tailnet.expire_pending_registrations(), 1);
     let mut follow = interactive(nk(2), "y");
@@ -450,7 +732,10 @@ async fn rejected_and_expired_registrations() {
 async fn an_expired_node_reauthenticates_interactively_and_keeps_its_address() {
     let k = kit().await;
     let (user, key) = user_and_key(&k, true).await;
-    k.tailnet.register(mk(1), &req(nk(1), &key, "box")).await.unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "box"))
+        .await
+        .unwrap();
     let before = k.tailnet.node_by_key(&nk(1)).unwrap();
     k.tailnet.expire_node(before.id, None).await.unwrap();
     // New node key, naming the old one, no auth key: interactive.
@@ -458,7 +743,11 @@ async fn an_expired_node_reauthenticates_interactively_and_keeps_its_address() {
     r.old_node_key = nk(1);
     let (resp, _) = k.tailnet.register(mk(1), &r).await.unwrap();
     let id = resp.auth_url.rsplit('/').next().unwrap().to_string();
-    let node = k.tailnet.approve_registration(&id, user.id, RegisterMethod::Cli).await.unwrap();
+    let node = k
+        .tailnet
+        .approve_registration(&id, user.id, RegisterMethod::Cli)
+        .await
+        .unwrap();
     assert_eq!(node.id, before.id);
     assert_eq!(node.ipv4, before.ipv4);
     assert_eq!(node.given_name, before.given_name);

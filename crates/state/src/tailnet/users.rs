@@ -24,10 +24,14 @@ pub fn validate_user_name(name: &str) -> Result<()> {
         )));
     }
     if !name.chars().next().is_some_and(|c| c.is_alphanumeric()) {
-        return Err(Error::Invalid(format!("user name {name:?} must start with a letter or digit")));
+        return Err(Error::Invalid(format!(
+            "user name {name:?} must start with a letter or digit"
+        )));
     }
     if name.matches('@').count() > 1 {
-        return Err(Error::Invalid(format!("user name {name:?} may contain at most one '@'")));
+        return Err(Error::Invalid(format!(
+            "user name {name:?} may contain at most one '@'"
+        )));
     }
     if name.chars().all(|c| c.is_ascii_digit()) {
         return Err(Error::Invalid(format!(
@@ -52,11 +56,17 @@ impl Tailnet {
     pub async fn create_user(&self, new: NewUser) -> Result<User> {
         validate_user_name(&new.name)?;
         if !new.email.is_empty() && !new.email.contains('@') {
-            return Err(Error::Invalid(format!("email {:?} is not an e-mail address", new.email)));
+            return Err(Error::Invalid(format!(
+                "email {:?} is not an e-mail address",
+                new.email
+            )));
         }
         let _w = self.write.lock().await;
         if self.inner.read().user_by_name(&new.name).is_some() {
-            return Err(Error::Conflict(format!("user {:?} already exists", new.name)));
+            return Err(Error::Conflict(format!(
+                "user {:?} already exists",
+                new.name
+            )));
         }
         let mut user = User {
             id: 0,
@@ -71,7 +81,10 @@ impl Tailnet {
         let mut tx = self.store.begin().await?;
         user.id = tx.insert_user(&user).await?;
         tx.commit().await?;
-        self.inner.write().users.insert(user.id, Arc::new(user.clone()));
+        self.inner
+            .write()
+            .users
+            .insert(user.id, Arc::new(user.clone()));
         tracing::info!(user.id = user.id, user.name = %user.name, "user created");
         self.announce(Event::UserChanged { user: user.id });
         Ok(user)
@@ -81,9 +94,10 @@ impl Tailnet {
     pub fn resolve_user(&self, name_or_id: &str) -> Result<Arc<User>> {
         let inner = self.inner.read();
         if let Ok(id) = name_or_id.parse::<UserId>()
-            && let Some(u) = inner.users.get(&id) {
-                return Ok(u.clone());
-            }
+            && let Some(u) = inner.users.get(&id)
+        {
+            return Ok(u.clone());
+        }
         inner
             .user_by_name(name_or_id)
             .cloned()
@@ -94,10 +108,18 @@ impl Tailnet {
         validate_user_name(new_name)?;
         let _w = self.write.lock().await;
         let old = self.require_user(id)?;
-        if self.inner.read().user_by_name(new_name).is_some_and(|u| u.id != id) {
+        if self
+            .inner
+            .read()
+            .user_by_name(new_name)
+            .is_some_and(|u| u.id != id)
+        {
             return Err(Error::Conflict(format!("user {new_name:?} already exists")));
         }
-        let user = User { name: new_name.to_string(), ..(*old).clone() };
+        let user = User {
+            name: new_name.to_string(),
+            ..(*old).clone()
+        };
         let mut tx = self.store.begin().await?;
         tx.update_user(&user).await?;
         tx.commit().await?;
@@ -114,8 +136,17 @@ impl Tailnet {
         let (owned, keys): (usize, Vec<i64>) = {
             let inner = self.inner.read();
             (
-                inner.nodes.values().filter(|n| n.user_id == Some(id)).count(),
-                inner.keys.values().filter(|k| k.user_id == Some(id)).map(|k| k.id).collect(),
+                inner
+                    .nodes
+                    .values()
+                    .filter(|n| n.user_id == Some(id))
+                    .count(),
+                inner
+                    .keys
+                    .values()
+                    .filter(|k| k.user_id == Some(id))
+                    .map(|k| k.id)
+                    .collect(),
             )
         };
         if owned > 0 {

@@ -1,0 +1,9 @@
+//! End-to-end tests with official Tailscale clients against a real
+//! `headway serve` process. The clients are installed by
+//! `scripts/fetch-tailscale` on first use (pinned, checksummed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod kit;
+
+mod control_plane;
