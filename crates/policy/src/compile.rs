@@ -926,18 +926,26 @@ impl CompiledPolicy {
         self.by_id.get(&id).copied()
     }
 
-    /// The packet filter of a node: the rules that let others reach it.
+    /// The packet filter of a node: the rules that let others reach it
+    /// (Tailscale's `PacketFilter`), in the wire type.
     pub fn filter_for(&self, id: NodeId) -> Vec<FilterRule> {
+        self.shared_filter_for(id).iter().map(SharedFilterRule::to_wire).collect()
+    }
+
+    /// [`CompiledPolicy::filter_for`] without copying address lists: every
+    /// node that gets a rule shares its `SrcIPs` with the other nodes (and
+    /// with the compiled policy). Serialises exactly like the wire type.
+    pub fn shared_filter_for(&self, id: NodeId) -> Vec<SharedFilterRule> {
         let Some(ni) = self.index_of(id) else {
             return vec![];
         };
         let n = &self.nodes[ni];
         let class = &self.classes[self.node_class[ni]];
-        let mut out: Vec<FilterRule> = Vec::new();
+        let mut out: Vec<SharedFilterRule> = Vec::new();
         // Port rules with equal SrcIPs and protocols are merged, as Tailscale does.
         // Equal SrcIPs lists are one interned allocation, so the pointer identifies the list.
         let mut merge: HashMap<(usize, Vec<i32>), usize> = HashMap::new();
-        let mut push_ip = |out: &mut Vec<FilterRule>,
+        let mut push_ip = |out: &mut Vec<SharedFilterRule>,
                            src: Arc<[String]>,
                            protos: &[i32],
                            dsts: Vec<NetPortRange>| {
@@ -950,8 +958,8 @@ impl CompiledPolicy {
                 out[i].dst_ports.extend(dsts);
             } else {
                 merge.insert(key, out.len());
-                out.push(FilterRule {
-                    src_ips: src.to_vec(),
+                out.push(SharedFilterRule {
+                    src_ips: src,
                     dst_ports: dsts,
                     ip_proto: protos.to_vec(),
                     cap_grant: vec![],
@@ -1014,8 +1022,8 @@ impl CompiledPolicy {
                     cap_dsts.dedup();
                     // Capabilities granted through a router (via) are not put in its filter.
                     if !cap_dsts.is_empty() && rule.via.is_empty() {
-                        out.push(FilterRule {
-                            src_ips: rule.src_tokens.to_vec(),
+                        out.push(SharedFilterRule {
+                            src_ips: rule.src_tokens.clone(),
                             dst_ports: vec![],
                             ip_proto: vec![],
                             cap_grant: vec![CapGrant {
@@ -1050,8 +1058,8 @@ impl CompiledPolicy {
                         }
                         Body::Cap(caps) => {
                             if !src.is_empty() {
-                                out.push(FilterRule {
-                                    src_ips: src.to_vec(),
+                                out.push(SharedFilterRule {
+                                    src_ips: src.clone(),
                                     dst_ports: vec![],
                                     ip_proto: vec![],
                                     cap_grant: vec![CapGrant {
@@ -1213,6 +1221,50 @@ fn allow_all_grant() -> Grant {
         app: Default::default(),
         via: vec![],
         origin: "default".to_owned(),
+    }
+}
+
+/// A packet filter rule whose `SrcIPs` list is shared (reference-counted)
+/// between all nodes that receive it. Serialises exactly like
+/// [`FilterRule`]; [`SharedFilterRule::to_wire`] makes the owned wire type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedFilterRule {
+    pub src_ips: Arc<[String]>,
+    pub dst_ports: Vec<NetPortRange>,
+    pub ip_proto: Vec<i32>,
+    pub cap_grant: Vec<CapGrant>,
+}
+
+impl SharedFilterRule {
+    pub fn to_wire(&self) -> FilterRule {
+        FilterRule {
+            src_ips: self.src_ips.to_vec(),
+            dst_ports: self.dst_ports.clone(),
+            ip_proto: self.ip_proto.clone(),
+            cap_grant: self.cap_grant.clone(),
+        }
+    }
+}
+
+impl serde::Serialize for SharedFilterRule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = 1 + [!self.dst_ports.is_empty(), !self.ip_proto.is_empty(), !self.cap_grant.is_empty()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        let mut st = serializer.serialize_struct("FilterRule", fields)?;
+        st.serialize_field("SrcIPs", &self.src_ips[..])?;
+        if !self.dst_ports.is_empty() {
+            st.serialize_field("DstPorts", &self.dst_ports)?;
+        }
+        if !self.ip_proto.is_empty() {
+            st.serialize_field("IPProto", &self.ip_proto)?;
+        }
+        if !self.cap_grant.is_empty() {
+            st.serialize_field("CapGrant", &self.cap_grant)?;
+        }
+        st.end()
     }
 }
 

@@ -199,7 +199,7 @@ pub fn render(compiled: &CompiledPolicy, control_url: &str) -> Value {
         out.insert(
             n.node.hostname.clone(),
             json!({
-                "packet_filter_rules": compiled.filter_for(id),
+                "packet_filter_rules": compiled.shared_filter_for(id),
                 "peers": peers,
                 "ssh_rules": ssh.map(|s| s.rules).unwrap_or_default(),
                 "cap_map": compiled.cap_map_for(id),

@@ -105,6 +105,20 @@ fn autogroup_self_covers_all_of_a_users_devices() {
 }
 
 #[test]
+fn shared_filters_serialise_like_the_wire_type() {
+    let nodes = vec![node(1, "a", Some(1), &[]), node(2, "b", None, &["tag:s"])];
+    let c = compile(
+        r#"{"tagOwners": {"tag:s": []}, "grants": [{"src": ["*"], "dst": ["tag:s"], "ip": ["tcp:22", "*"], "app": {"example.com/cap/x": [{"k": 1}]}}]}"#,
+        &nodes,
+    );
+    for id in [1, 2] {
+        let shared = serde_json::to_value(c.shared_filter_for(id)).unwrap();
+        assert_eq!(shared, serde_json::to_value(c.filter_for(id)).unwrap());
+    }
+    assert_eq!(c.filter_for(2).len(), 3, "two port rules and one capability rule");
+}
+
+#[test]
 fn danger_all_sources_are_written_as_star() {
     let nodes = vec![node(1, "a", Some(1), &[])];
     let c = compile(
