@@ -146,6 +146,8 @@ pub struct CompiledPolicy {
     route_rules: HashMap<IpNet, RouteRules>,
     /// Rules reaching the internet (used by exit nodes).
     internet_rules: RouteRules,
+    /// Rules with an autogroup:self destination.
+    self_rules: BitSet,
     /// `autogroup:internet`, computed once.
     internet: AddrSet,
 }
@@ -612,6 +614,7 @@ impl CompiledPolicy {
             route_rules: HashMap::new(),
             internet_rules: RouteRules::default(),
             internet: well_known::internet(),
+            self_rules: BitSet::default(),
         };
         compiled.classify();
         compiled.index_self_sources(&mut pool);
@@ -685,6 +688,7 @@ impl CompiledPolicy {
             }
             b
         };
+        self.self_rules = self_rules.clone();
         let n = self.classes.len();
         self.relation = vec![BitSet::with_len(n); n];
         for a in 0..n {
@@ -966,7 +970,13 @@ impl CompiledPolicy {
                 });
             }
         };
-        for (ri, rule) in self.rules.iter().enumerate() {
+        // Only the rules the node is a destination of, and autogroup:self rules for its owner.
+        let mut relevant = class.dst_rules.clone();
+        if n.owner.is_some() {
+            relevant.union_with(&self.self_rules);
+        }
+        for ri in relevant.ones() {
+            let rule = &self.rules[ri];
             // Destinations of this rule that concern the node.
             let mut texts: Vec<String> = Vec::new();
             let mut cap_dsts: Vec<IpNet> = Vec::new();
