@@ -4,6 +4,8 @@
 //! Run with a short measurement time, e.g.
 //! `cargo bench -p headway-policy -- --measurement-time 2 --warm-up-time 1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // developer tooling: a panic is the report
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +20,29 @@ fn bench_size(c: &mut Criterion, nodes: usize, rules: usize) {
     let t = tailnet(nodes, rules);
     let label = format!("{nodes}n_{rules}r");
     let policy = Arc::new(Policy::parse(&t.policy).unwrap_or_else(|e| panic!("{e}")));
-    let compiled = CompiledPolicy::new(Some(policy.clone()), &t.users, &t.nodes).unwrap_or_else(|e| panic!("{e}"));
+    let compiled = CompiledPolicy::new(Some(policy.clone()), &t.users, &t.nodes)
+        .unwrap_or_else(|e| panic!("{e}"));
     println!("{label}: {} identity classes", compiled.class_count());
 
     let mut g = c.benchmark_group("policy");
     g.sample_size(10);
-    g.bench_with_input(BenchmarkId::new("parse", &label), &t.policy, |b, text| b.iter(|| Policy::parse(black_box(text))));
+    g.bench_with_input(BenchmarkId::new("parse", &label), &t.policy, |b, text| {
+        b.iter(|| Policy::parse(black_box(text)))
+    });
     g.bench_function(BenchmarkId::new("compile", &label), |b| {
-        b.iter(|| CompiledPolicy::new(Some(policy.clone()), black_box(&t.users), black_box(&t.nodes)))
+        b.iter(|| {
+            CompiledPolicy::new(
+                Some(policy.clone()),
+                black_box(&t.users),
+                black_box(&t.nodes),
+            )
+        })
     });
     // One node's full view: filter, peers with their routes, SSH policy.
-    let sample: Vec<i64> = (0..nodes).step_by((nodes / 50).max(1)).map(|i| i as i64 + 1).collect();
+    let sample: Vec<i64> = (0..nodes)
+        .step_by((nodes / 50).max(1))
+        .map(|i| i as i64 + 1)
+        .collect();
     g.bench_function(BenchmarkId::new("node_view_x50", &label), |b| {
         b.iter(|| {
             for &id in &sample {
@@ -57,7 +71,9 @@ fn bench_size(c: &mut Criterion, nodes: usize, rules: usize) {
     joined.push(new);
     g.bench_function(BenchmarkId::new("node_joins", &label), |b| {
         b.iter(|| {
-            let after = compiled.recompile(&t.users, &joined).unwrap_or_else(|e| panic!("{e}"));
+            let after = compiled
+                .recompile(&t.users, &joined)
+                .unwrap_or_else(|e| panic!("{e}"));
             black_box(compiled.affected_by_node_change(&after, nodes as i64 + 1))
         })
     });

@@ -7,7 +7,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n.max(1)
     }
 }
@@ -24,20 +27,30 @@ pub fn tailnet(nodes: usize, rules: usize) -> Tailnet {
     let mut rng = Lcg(42);
     let user_count = (nodes / 5).max(1);
     let users: Vec<PolicyUser> = (0..user_count)
-        .map(|i| PolicyUser { id: i as i64 + 1, name: format!("u{i}"), email: format!("u{i}@example.com") })
+        .map(|i| PolicyUser {
+            id: i as i64 + 1,
+            name: format!("u{i}"),
+            email: format!("u{i}@example.com"),
+        })
         .collect();
     let tags: Vec<String> = (0..50).map(|i| format!("tag:t{i}")).collect();
     let mut out = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let id = i as i64 + 1;
-        let v4 = format!("100.{}.{}.{}", 64 + (i >> 16), (i >> 8) & 0xff, i & 0xff).parse().ok();
+        let v4 = format!("100.{}.{}.{}", 64 + (i >> 16), (i >> 8) & 0xff, i & 0xff)
+            .parse()
+            .ok();
         let v6 = format!("fd7a:115c:a1e0::{:x}", i + 1).parse().ok();
         let tagged = i % 5 == 4;
         let mut node = PolicyNode {
             id,
             hostname: format!("n{i}"),
             user: (!tagged).then(|| (rng.next(user_count) + 1) as i64),
-            tags: if tagged { vec![tags[rng.next(tags.len())].clone()] } else { vec![] },
+            tags: if tagged {
+                vec![tags[rng.next(tags.len())].clone()]
+            } else {
+                vec![]
+            },
             ipv4: v4,
             ipv6: v6,
             routable_ips: vec![],
@@ -45,7 +58,9 @@ pub fn tailnet(nodes: usize, rules: usize) -> Tailnet {
             online: true,
         };
         if tagged && i % 50 == 4 {
-            let route = format!("10.{}.{}.0/24", (i >> 8) & 0xff, i & 0xff).parse().unwrap_or_else(|_| unreachable!());
+            let route = format!("10.{}.{}.0/24", (i >> 8) & 0xff, i & 0xff)
+                .parse()
+                .unwrap_or_else(|_| unreachable!());
             node.routable_ips = vec![route];
             node.approved_routes = vec![route];
         }
@@ -53,11 +68,16 @@ pub fn tailnet(nodes: usize, rules: usize) -> Tailnet {
     }
     let groups: Vec<String> = (0..40)
         .map(|g| {
-            let members: Vec<String> = (0..10).map(|_| format!("\"u{}@example.com\"", rng.next(user_count))).collect();
+            let members: Vec<String> = (0..10)
+                .map(|_| format!("\"u{}@example.com\"", rng.next(user_count)))
+                .collect();
             format!("\"group:g{g}\": [{}]", members.join(", "))
         })
         .collect();
-    let tag_owners: Vec<String> = tags.iter().map(|t| format!("\"{t}\": [\"group:g0\"]")).collect();
+    let tag_owners: Vec<String> = tags
+        .iter()
+        .map(|t| format!("\"{t}\": [\"group:g0\"]"))
+        .collect();
     let mut acls = Vec::new();
     let mut grants = Vec::new();
     for r in 0..rules {
@@ -105,6 +125,9 @@ pub fn tailnet(nodes: usize, rules: usize) -> Tailnet {
         grants.join(",\n    "),
         tags[0],
     );
-    Tailnet { policy, users, nodes: out }
+    Tailnet {
+        policy,
+        users,
+        nodes: out,
+    }
 }
-

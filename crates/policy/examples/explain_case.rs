@@ -1,4 +1,6 @@
 //! Debug helper: explains one conformance case (`cargo run --example explain_case -- <path>`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // developer tooling: a panic is the report
 fn main() {
     let path = std::env::args().nth(1).unwrap_or_default();
     let text = std::fs::read_to_string(&path).unwrap_or_default();

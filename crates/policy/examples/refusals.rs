@@ -1,4 +1,6 @@
 //! Debug helper: prints our refusal next to Tailscale's for every refused corpus case.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // developer tooling: a panic is the report
 fn main() {
     let dir = std::env::args().nth(1).unwrap_or_default();
     let mut files: Vec<_> = std::fs::read_dir(&dir)

@@ -217,7 +217,10 @@ pub(crate) struct TailnetIndex {
 
 impl TailnetIndex {
     pub fn new(users: &[PolicyUser], nodes: &[NodeFacts]) -> Self {
-        let mut ix = TailnetIndex { node_count: nodes.len(), ..Default::default() };
+        let mut ix = TailnetIndex {
+            node_count: nodes.len(),
+            ..Default::default()
+        };
         for (i, n) in nodes.iter().enumerate() {
             match n.owner {
                 Some(uid) => {
@@ -380,7 +383,8 @@ impl Resolver<'_> {
             }
         }
         for (i, n) in self.nodes.iter().enumerate() {
-            let routes = !n.subnet_routes.is_empty() && n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r));
+            let routes = !n.subnet_routes.is_empty()
+                && n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r));
             if routes || (by_address && n.ips.iter().any(|ip| set.contains_ip(*ip))) {
                 members.set(i);
             }
@@ -438,10 +442,13 @@ impl TokenPool {
     }
 }
 
+/// A source list resolved: its addresses, its `SrcIPs` text and its member nodes.
+type ResolvedSources = (AddrSet, Arc<[String]>, BitSet);
+
 fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Rule> {
     let mut rules = Vec::new();
     // Many rules share their sources (a group, a tag, `*`): resolve each list once.
-    let mut sources: HashMap<Vec<Alias>, (AddrSet, Arc<[String]>, BitSet)> = HashMap::new();
+    let mut sources: HashMap<Vec<Alias>, ResolvedSources> = HashMap::new();
     let mut resolve = |aliases: Vec<Alias>, pool: &mut TokenPool| {
         sources
             .entry(aliases)
@@ -645,18 +652,11 @@ impl CompiledPolicy {
         let mut index: HashMap<Signature, usize> = HashMap::new();
         self.classes.clear();
         self.node_class = Vec::with_capacity(self.nodes.len());
-        let mut sigs = self.signatures(slot, has_self);
-        for ni in 0..self.nodes.len() {
-            let sig = std::mem::take(&mut sigs[ni]);
+        let sigs = self.signatures(slot, has_self);
+        for (ni, sig) in sigs.into_iter().enumerate() {
             let ci = *index.entry(sig.clone()).or_insert_with(|| {
                 let mut dst_rules = BitSet::with_len(self.rules.len());
                 for (ri, slots) in self.dst_slots.iter().enumerate() {
-                    let end = self
-                        .dst_slots
-                        .get(ri + 1)
-                        .and_then(|s| s.first().copied())
-                        .unwrap_or(usize::MAX);
-                    let _ = end;
                     for (di, &start) in slots.iter().enumerate() {
                         let width = match &self.rules[ri].dsts[di] {
                             Dst::Nodes(_) => 1,
@@ -738,7 +738,9 @@ impl CompiledPolicy {
                         node_ip_tokens(n, list, seen);
                     }
                 }
-                acc.into_iter().map(|(k, (list, _))| (k, pool.intern(list))).collect()
+                acc.into_iter()
+                    .map(|(k, (list, _))| (k, pool.intern(list)))
+                    .collect()
             });
             for (owner, tokens) in per_owner.iter() {
                 out.insert((ri, *owner), tokens.clone());
@@ -762,8 +764,9 @@ impl CompiledPolicy {
             .collect();
         // Address destinations repeat across rules (`*`, a subnet): match each once.
         let mut entry_members: HashMap<&AddrSet, BitSet> = HashMap::new();
-        let routers: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| !self.nodes[i].subnet_routes.is_empty() || self.nodes[i].is_exit()).collect();
+        let routers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].subnet_routes.is_empty() || self.nodes[i].is_exit())
+            .collect();
         for (ri, rule) in self.rules.iter().enumerate() {
             for ni in rule.src_nodes.ones() {
                 sigs[ni].src.set(ri);
@@ -788,7 +791,9 @@ impl CompiledPolicy {
                             let members = entry_members.entry(set).or_insert_with(|| {
                                 let mut m = BitSet::with_len(self.nodes.len());
                                 for (ni, n) in self.nodes.iter().enumerate() {
-                                    if n.touches(set) || (n.is_exit() && set.is_subset_of(&self.internet)) {
+                                    if n.touches(set)
+                                        || (n.is_exit() && set.is_subset_of(&self.internet))
+                                    {
                                         m.set(ni);
                                     }
                                 }
@@ -933,7 +938,10 @@ impl CompiledPolicy {
     /// The packet filter of a node: the rules that let others reach it
     /// (Tailscale's `PacketFilter`), in the wire type.
     pub fn filter_for(&self, id: NodeId) -> Vec<FilterRule> {
-        self.shared_filter_for(id).iter().map(SharedFilterRule::to_wire).collect()
+        self.shared_filter_for(id)
+            .iter()
+            .map(SharedFilterRule::to_wire)
+            .collect()
     }
 
     /// [`CompiledPolicy::filter_for`] without copying address lists: every
@@ -1002,12 +1010,11 @@ impl CompiledPolicy {
                                         cap_dsts.push(IpNet::from(*ip));
                                     }
                                 }
-                                if text != "*" {
-                                    if let Some(p) = entries_prefix(text) {
-                                        if n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r)) {
-                                            cap_dsts.push(p);
-                                        }
-                                    }
+                                if text != "*"
+                                    && let Some(p) = entries_prefix(text)
+                                    && n.subnet_routes.iter().any(|r| set.overlaps_prefix(*r))
+                                {
+                                    cap_dsts.push(p);
                                 }
                             }
                         }
@@ -1045,39 +1052,39 @@ impl CompiledPolicy {
                 }
             }
             // autogroup:self: the owner's devices that are sources may reach this node.
-            if rule.self_dst {
-                if let Some(owner) = n.owner {
-                    let src = self
-                        .self_sources
-                        .get(&(ri, owner))
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(vec![]));
-                    match &rule.body {
-                        Body::Ip { protos, ports } => {
-                            let dsts: Vec<NetPortRange> = n
-                                .ips
-                                .iter()
-                                .flat_map(|ip| {
-                                    ports.iter().map(move |p| NetPortRange {
-                                        ip: ip.to_string(),
-                                        ports: *p,
-                                    })
+            if rule.self_dst
+                && let Some(owner) = n.owner
+            {
+                let src = self
+                    .self_sources
+                    .get(&(ri, owner))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(vec![]));
+                match &rule.body {
+                    Body::Ip { protos, ports } => {
+                        let dsts: Vec<NetPortRange> = n
+                            .ips
+                            .iter()
+                            .flat_map(|ip| {
+                                ports.iter().map(move |p| NetPortRange {
+                                    ip: ip.to_string(),
+                                    ports: *p,
                                 })
-                                .collect();
-                            push_ip(&mut out, src, protos, dsts);
-                        }
-                        Body::Cap(caps) => {
-                            if !src.is_empty() {
-                                out.push(SharedFilterRule {
-                                    src_ips: src.clone(),
-                                    dst_ports: vec![],
-                                    ip_proto: vec![],
-                                    cap_grant: vec![CapGrant {
-                                        dsts: n.ips.iter().map(|ip| IpNet::from(*ip)).collect(),
-                                        cap_map: caps.clone(),
-                                    }],
-                                });
-                            }
+                            })
+                            .collect();
+                        push_ip(&mut out, src, protos, dsts);
+                    }
+                    Body::Cap(caps) => {
+                        if !src.is_empty() {
+                            out.push(SharedFilterRule {
+                                src_ips: src.clone(),
+                                dst_ports: vec![],
+                                ip_proto: vec![],
+                                cap_grant: vec![CapGrant {
+                                    dsts: n.ips.iter().map(|ip| IpNet::from(*ip)).collect(),
+                                    cap_map: caps.clone(),
+                                }],
+                            });
                         }
                     }
                 }
@@ -1120,7 +1127,9 @@ impl CompiledPolicy {
         if self.nodes[viewer].subnet_routes.contains(route) {
             return true;
         }
-        let Some(rr) = self.route_rules.get(route) else { return false };
+        let Some(rr) = self.route_rules.get(route) else {
+            return false;
+        };
         let class = &self.classes[self.node_class[viewer]];
         class.sig.src.intersects(&rr.dst_direct)
             || class.dst_rules.intersects(&rr.src_direct)
@@ -1134,7 +1143,12 @@ impl CompiledPolicy {
         }
         let mut candidates = viewer_src.clone();
         candidates.intersect_with(via_rules);
-        candidates.ones().any(|ri| self.rules[ri].via.iter().any(|t| self.nodes[router].node.has_tag(t)))
+        candidates.ones().any(|ri| {
+            self.rules[ri]
+                .via
+                .iter()
+                .any(|t| self.nodes[router].node.has_tag(t))
+        })
     }
 
     /// The router `viewer` uses for `route`. Grants with `via` steer a viewer
@@ -1142,15 +1156,19 @@ impl CompiledPolicy {
     /// among them); direct access to the route, or none, uses its global primary.
     fn primary_for(&self, viewer: usize, route: &IpNet) -> Option<usize> {
         let global = self.primaries.get(route).copied();
-        let Some(rr) = self.route_rules.get(route) else { return global };
+        let Some(rr) = self.route_rules.get(route) else {
+            return global;
+        };
         let class = &self.classes[self.node_class[viewer]];
         if rr.dst_via.is_empty() || class.sig.src.intersects(&rr.dst_direct) {
             return global;
         }
         let mut steering = class.sig.src.clone();
         steering.intersect_with(&rr.dst_via);
-        let via_tags: BTreeSet<&str> =
-            steering.ones().flat_map(|ri| self.rules[ri].via.iter().map(String::as_str)).collect();
+        let via_tags: BTreeSet<&str> = steering
+            .ones()
+            .flat_map(|ri| self.rules[ri].via.iter().map(String::as_str))
+            .collect();
         if via_tags.is_empty() {
             return global;
         }
@@ -1165,7 +1183,9 @@ impl CompiledPolicy {
     }
 
     fn routers_of(&self, route: &IpNet) -> &[usize] {
-        self.route_rules.get(route).map_or(&[], |rr| rr.routers.as_slice())
+        self.route_rules
+            .get(route)
+            .map_or(&[], |rr| rr.routers.as_slice())
     }
 
     /// Whether `viewer` may send traffic to the internet through exit node `router`.
@@ -1257,12 +1277,19 @@ impl SharedFilterRule {
 }
 
 impl serde::Serialize for SharedFilterRule {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let fields = 1 + [!self.dst_ports.is_empty(), !self.ip_proto.is_empty(), !self.cap_grant.is_empty()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let fields = 1 + [
+            !self.dst_ports.is_empty(),
+            !self.ip_proto.is_empty(),
+            !self.cap_grant.is_empty(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         let mut st = serializer.serialize_struct("FilterRule", fields)?;
         st.serialize_field("SrcIPs", &self.src_ips[..])?;
         if !self.dst_ports.is_empty() {

@@ -183,12 +183,11 @@ impl CompiledPolicy {
             .dst
             .iter()
             .any(|d| d.value == Alias::Auto(AutoGroup::SelfDevices));
-        if self_dst {
-            if let Some(uid) = n.owner {
-                if let Some(ips) = by_user.get(&uid) {
-                    emit(out, ips, Some(uid));
-                }
-            }
+        if self_dst
+            && let Some(uid) = n.owner
+            && let Some(ips) = by_user.get(&uid)
+        {
+            emit(out, ips, Some(uid));
         }
         let mut dst_nodes = BitSet::with_len(self.nodes.len());
         let mut has_other = false;

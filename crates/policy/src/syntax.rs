@@ -605,17 +605,17 @@ impl Policy {
 
         let mut ssh = Vec::new();
         let mut localpart_domains = Vec::new();
-        if let Some(m) = f.get("ssh") {
-            if m.value.value != JsonValue::Null {
-                for (i, s) in r.array("ssh", &m.value)?.iter().enumerate() {
-                    ssh.push(read_ssh(
-                        &r,
-                        &index("ssh", i),
-                        s,
-                        &names,
-                        &mut localpart_domains,
-                    )?);
-                }
+        if let Some(m) = f.get("ssh")
+            && m.value.value != JsonValue::Null
+        {
+            for (i, s) in r.array("ssh", &m.value)?.iter().enumerate() {
+                ssh.push(read_ssh(
+                    &r,
+                    &index("ssh", i),
+                    s,
+                    &names,
+                    &mut localpart_domains,
+                )?);
             }
         }
         let mut node_attrs = Vec::new();
@@ -943,10 +943,10 @@ fn check_alias(alias: &Alias, side: Side) -> std::result::Result<(), String> {
                 _ => Ok(()),
             };
         }
-        if side == Side::SshSrc {
-            if let Alias::Host { .. } | Alias::Prefix(_) = alias {
-                return Err(format!("invalid src {:?}", alias.to_string()));
-            }
+        if side == Side::SshSrc
+            && let Alias::Host { .. } | Alias::Prefix(_) = alias
+        {
+            return Err(format!("invalid src {:?}", alias.to_string()));
         }
         return Ok(());
     };
@@ -1215,18 +1215,18 @@ fn read_grant(r: &Reader, path: &str, j: &Json, names: &Names) -> Result<Grant> 
         }
     }
     for d in &dst {
-        if let Alias::Prefix(p) = &d.value {
-            if p.prefix_len() == 0 {
-                return Err(r.err(
-                    ErrorKind::InvalidValue,
-                    &child(path, "dst"),
-                    d.offset,
-                    format!(
-                        "dst {:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\"",
-                        p.to_string()
-                    ),
-                ));
-            }
+        if let Alias::Prefix(p) = &d.value
+            && p.prefix_len() == 0
+        {
+            return Err(r.err(
+                ErrorKind::InvalidValue,
+                &child(path, "dst"),
+                d.offset,
+                format!(
+                    "dst {:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\"",
+                    p.to_string()
+                ),
+            ));
         }
         if !app.is_empty() && d.value == Alias::Auto(AutoGroup::Internet) {
             return Err(r.err(
@@ -1341,10 +1341,10 @@ fn read_ssh(
                 format!("user {name:?} is not valid"),
             ));
         }
-        if let Some(domain) = name.strip_prefix("localpart:*@") {
-            if !domain.is_empty() {
-                localpart_domains.push((domain.to_owned(), index(&upath, i), u.offset));
-            }
+        if let Some(domain) = name.strip_prefix("localpart:*@")
+            && !domain.is_empty()
+        {
+            localpart_domains.push((domain.to_owned(), index(&upath, i), u.offset));
         }
         out_users.push(name.to_owned());
     }
@@ -1617,12 +1617,11 @@ fn check_ssh_test_dst(dst: &str, names: &Names) -> std::result::Result<(), Strin
         }
         return Ok(());
     }
-    if dst.contains('/') {
-        if let Some(net) = parse_prefix(dst) {
-            if multi_host(&net) {
-                return Err(format!("SSH tests dst contains disallowed element {dst:?}"));
-            }
-        }
+    if dst.contains('/')
+        && let Some(net) = parse_prefix(dst)
+        && multi_host(&net)
+    {
+        return Err(format!("SSH tests dst contains disallowed element {dst:?}"));
     }
     Ok(())
 }

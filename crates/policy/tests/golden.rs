@@ -2,6 +2,8 @@
 //! users with several devices, tag claims, route auto-approval, primary
 //! routers, danger-all, and the incremental API (which views a change touches).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::sync::Arc;
 
 use headway_policy::{
@@ -115,7 +117,11 @@ fn shared_filters_serialise_like_the_wire_type() {
         let shared = serde_json::to_value(c.shared_filter_for(id)).unwrap();
         assert_eq!(shared, serde_json::to_value(c.filter_for(id)).unwrap());
     }
-    assert_eq!(c.filter_for(2).len(), 3, "two port rules and one capability rule");
+    assert_eq!(
+        c.filter_for(2).len(),
+        3,
+        "two port rules and one capability rule"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The policy reader: accepted HuJSON variants, and every kind of refusal
 //! with its message, JSON path and position.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use headway_policy::{ErrorKind, Policy, PolicyError, Position};
 
 fn refuse(text: &str) -> PolicyError {
