@@ -33,7 +33,7 @@ use crate::view::{AccessControl, AllowAll};
 pub use control::{MapUpdate, peer_visible_hostinfo};
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
-pub use users::{NewUser, validate_user_name};
+pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
 
 #[derive(Debug)]
 struct Inner {

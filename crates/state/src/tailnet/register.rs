@@ -597,6 +597,20 @@ impl Tailnet {
         user: UserId,
         method: RegisterMethod,
     ) -> Result<Node> {
+        self.approve_registration_until(auth_id, user, method, None)
+            .await
+    }
+
+    /// [`Tailnet::approve_registration`] with the node key expiring at
+    /// `expiry` rather than when the client asked or `node.expiry` says:
+    /// an identity provider's token expiry (`oidc.use_expiry_from_token`).
+    pub async fn approve_registration_until(
+        &self,
+        auth_id: &str,
+        user: UserId,
+        method: RegisterMethod,
+        expiry: Option<DateTime<Utc>>,
+    ) -> Result<Node> {
         self.require_user(user)?;
         let _w = self.write.lock().await;
         let Some(p) = self.pending.lock().by_id.remove(auth_id) else {
@@ -615,7 +629,7 @@ impl Tailnet {
             node_key: p.node_key,
             old_node_key: p.old_node_key,
             hostinfo: &p.hostinfo,
-            expiry: p.expiry,
+            expiry: expiry.or(p.expiry),
             version: p.version,
         };
         let grant = Grant {
