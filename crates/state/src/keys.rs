@@ -12,6 +12,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub const AUTH_KEY_PREFIX: &str = "hskey-auth-";
+/// Admin API keys (headscale's form).
+pub const API_KEY_PREFIX: &str = "hskey-api-";
+/// Secrets of OAuth clients of the v2 API.
+pub const OAUTH_CLIENT_PREFIX: &str = "hskey-client-";
+/// Access tokens issued to OAuth clients.
+pub const ACCESS_TOKEN_PREFIX: &str = "hskey-token-";
 const PREFIX_LEN: usize = 12;
 const SECRET_LEN: usize = 64;
 

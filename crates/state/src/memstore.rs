@@ -19,6 +19,8 @@ struct Data {
     keys: BTreeMap<PreAuthKeyId, PreAuthKey>,
     policy: Option<StoredPolicy>,
     next_id: i64,
+    api_keys: BTreeMap<ApiKeyId, ApiKey>,
+    oauth_clients: BTreeMap<OAuthClientId, OAuthClient>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,6 +49,10 @@ enum Op {
     Key(PreAuthKey),
     DelKey(PreAuthKeyId),
     Policy(StoredPolicy),
+    ApiKey(ApiKey),
+    DelApiKey(ApiKeyId),
+    OAuthClient(OAuthClient),
+    DelOAuthClient(OAuthClientId),
 }
 
 struct MemTx {
@@ -71,6 +77,8 @@ impl Store for MemStore {
             nodes: d.nodes.values().cloned().collect(),
             preauth_keys: d.keys.values().cloned().collect(),
             policy: d.policy.clone(),
+            api_keys: d.api_keys.values().cloned().collect(),
+            oauth_clients: d.oauth_clients.values().cloned().collect(),
         })
     }
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
@@ -135,6 +143,34 @@ impl StoreTx for MemTx {
         self.ops.push(Op::Policy(policy.clone()));
         Ok(())
     }
+    async fn insert_api_key(&mut self, key: &ApiKey) -> Result<ApiKeyId, StoreError> {
+        let id = self.next_id();
+        self.ops.push(Op::ApiKey(ApiKey { id, ..key.clone() }));
+        Ok(id)
+    }
+    async fn update_api_key(&mut self, key: &ApiKey) -> Result<(), StoreError> {
+        self.ops.push(Op::ApiKey(key.clone()));
+        Ok(())
+    }
+    async fn delete_api_key(&mut self, id: ApiKeyId) -> Result<(), StoreError> {
+        self.ops.push(Op::DelApiKey(id));
+        Ok(())
+    }
+    async fn insert_oauth_client(
+        &mut self,
+        client: &OAuthClient,
+    ) -> Result<OAuthClientId, StoreError> {
+        let id = self.next_id();
+        self.ops.push(Op::OAuthClient(OAuthClient {
+            id,
+            ..client.clone()
+        }));
+        Ok(id)
+    }
+    async fn delete_oauth_client(&mut self, id: OAuthClientId) -> Result<(), StoreError> {
+        self.ops.push(Op::DelOAuthClient(id));
+        Ok(())
+    }
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         if self.store.fail_commit.load(Ordering::SeqCst) {
             return Err(StoreError::Database("injected failure".into()));
@@ -161,6 +197,18 @@ impl StoreTx for MemTx {
                     d.keys.remove(&id);
                 }
                 Op::Policy(p) => d.policy = Some(p),
+                Op::ApiKey(k) => {
+                    d.api_keys.insert(k.id, k);
+                }
+                Op::DelApiKey(id) => {
+                    d.api_keys.remove(&id);
+                }
+                Op::OAuthClient(c) => {
+                    d.oauth_clients.insert(c.id, c);
+                }
+                Op::DelOAuthClient(id) => {
+                    d.oauth_clients.remove(&id);
+                }
             }
         }
         Ok(())

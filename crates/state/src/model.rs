@@ -167,3 +167,46 @@ pub struct StoredPolicy {
     pub text: String,
     pub updated_at: DateTime<Utc>,
 }
+
+pub type ApiKeyId = i64;
+
+/// A key for the admin API (`hskey-api-<prefix>-<secret>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    /// Public part of the key, shown in listings and used for look-up.
+    pub prefix: String,
+    /// SHA-256 of the secret part. The secret itself is never stored.
+    pub hash: [u8; 32],
+    /// `None`: never expires.
+    pub expiration: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// When the key was last used, to within a minute (written lazily).
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expiration.is_some_and(|e| e <= now)
+    }
+}
+
+pub type OAuthClientId = i64;
+
+/// An OAuth client of the Tailscale-compatible v2 API: it trades its secret
+/// for short-lived access tokens (client-credentials grant) limited to its
+/// scopes, and may only hand out the tags it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthClient {
+    pub id: OAuthClientId,
+    /// The client id (public; also the look-up part of its secret).
+    pub prefix: String,
+    /// SHA-256 of the secret part.
+    pub hash: [u8; 32],
+    pub description: String,
+    /// Scopes its tokens may carry (`devices:core`, `auth_keys`, `all:read`…).
+    pub scopes: Vec<String>,
+    /// Tags its tokens may give to devices and auth keys.
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 
+use crate::model::{ApiKey, ApiKeyId, OAuthClient, OAuthClientId};
 use crate::model::{Node, NodeId, PreAuthKey, PreAuthKeyId, StoredPolicy, User, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub nodes: Vec<Node>,
     pub preauth_keys: Vec<PreAuthKey>,
     pub policy: Option<StoredPolicy>,
+    pub api_keys: Vec<ApiKey>,
+    pub oauth_clients: Vec<OAuthClient>,
 }
 
 #[async_trait]
@@ -58,6 +61,16 @@ pub trait StoreTx: Send {
     async fn delete_preauth_key(&mut self, id: PreAuthKeyId) -> Result<(), StoreError>;
 
     async fn set_policy(&mut self, policy: &StoredPolicy) -> Result<(), StoreError>;
+
+    async fn insert_api_key(&mut self, key: &ApiKey) -> Result<ApiKeyId, StoreError>;
+    async fn update_api_key(&mut self, key: &ApiKey) -> Result<(), StoreError>;
+    async fn delete_api_key(&mut self, id: ApiKeyId) -> Result<(), StoreError>;
+
+    async fn insert_oauth_client(
+        &mut self,
+        client: &OAuthClient,
+    ) -> Result<OAuthClientId, StoreError>;
+    async fn delete_oauth_client(&mut self, id: OAuthClientId) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

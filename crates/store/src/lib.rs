@@ -223,11 +223,24 @@ impl Store for SqlStore {
                 .fetch_optional(pool)
                 .await
                 .map_err(db_err)?;
+            let api_keys = sqlx::query(rows::SELECT_API_KEYS)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let oauth_clients = sqlx::query(rows::SELECT_OAUTH_CLIENTS)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
             Ok(Snapshot {
                 users: users.iter().map(m::user).collect::<Result<_, _>>()?,
                 nodes: nodes.iter().map(m::node).collect::<Result<_, _>>()?,
                 preauth_keys: keys.iter().map(m::preauth_key).collect::<Result<_, _>>()?,
                 policy: policy.as_ref().map(m::policy).transpose()?,
+                api_keys: api_keys.iter().map(m::api_key).collect::<Result<_, _>>()?,
+                oauth_clients: oauth_clients
+                    .iter()
+                    .map(m::oauth_client)
+                    .collect::<Result<_, _>>()?,
             })
         })
     }
@@ -293,6 +306,21 @@ impl StoreTx for SqlTx {
     }
     async fn set_policy(&mut self, p: &StoredPolicy) -> Result<(), StoreError> {
         on_tx!(self, set_policy(p))
+    }
+    async fn insert_api_key(&mut self, k: &ApiKey) -> Result<ApiKeyId, StoreError> {
+        on_tx!(self, insert_api_key(k))
+    }
+    async fn update_api_key(&mut self, k: &ApiKey) -> Result<(), StoreError> {
+        on_tx!(self, update_api_key(k))
+    }
+    async fn delete_api_key(&mut self, id: ApiKeyId) -> Result<(), StoreError> {
+        on_tx!(self, delete("DELETE FROM api_keys WHERE id = $1", id))
+    }
+    async fn insert_oauth_client(&mut self, c: &OAuthClient) -> Result<OAuthClientId, StoreError> {
+        on_tx!(self, insert_oauth_client(c))
+    }
+    async fn delete_oauth_client(&mut self, id: OAuthClientId) -> Result<(), StoreError> {
+        on_tx!(self, delete("DELETE FROM oauth_clients WHERE id = $1", id))
     }
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match *self {

@@ -9,6 +9,10 @@ pub const SELECT_USERS: &str = "SELECT id, name, display_name, email, provider, 
 pub const SELECT_NODES: &str = "SELECT id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, hostinfo, home_derp, expiry, register_method, auth_key_id, ephemeral, approved_routes, cap_version, created_at, updated_at, last_seen FROM nodes ORDER BY id";
 pub const SELECT_KEYS: &str = "SELECT id, prefix, hash, user_id, reusable, ephemeral, used, expiration, created_at, tags FROM preauth_keys ORDER BY id";
 pub const SELECT_POLICY: &str = "SELECT text, updated_at FROM policies WHERE id = 1";
+pub const SELECT_API_KEYS: &str =
+    "SELECT id, prefix, hash, expiration, created_at, last_seen FROM api_keys ORDER BY id";
+pub const SELECT_OAUTH_CLIENTS: &str =
+    "SELECT id, prefix, hash, description, scopes, tags, created_at FROM oauth_clients ORDER BY id";
 
 const INSERT_USER: &str = "INSERT INTO users (name, display_name, email, provider, provider_id, profile_pic_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
 const UPDATE_USER: &str = "UPDATE users SET name = $2, display_name = $3, email = $4, provider = $5, provider_id = $6, profile_pic_url = $7 WHERE id = $1";
@@ -16,6 +20,9 @@ const INSERT_NODE: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, 
 const UPDATE_NODE: &str = "UPDATE nodes SET machine_key = $1, node_key = $2, disco_key = $3, hostname = $4, given_name = $5, user_id = $6, tags = $7, ipv4 = $8, ipv6 = $9, endpoints = $10, hostinfo = $11, home_derp = $12, expiry = $13, register_method = $14, auth_key_id = $15, ephemeral = $16, approved_routes = $17, cap_version = $18, created_at = $19, updated_at = $20, last_seen = $21 WHERE id = $22";
 const INSERT_KEY: &str = "INSERT INTO preauth_keys (prefix, hash, user_id, reusable, ephemeral, used, expiration, created_at, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
 const UPDATE_KEY: &str = "UPDATE preauth_keys SET user_id = $2, reusable = $3, ephemeral = $4, used = $5, expiration = $6, tags = $7 WHERE id = $1";
+const INSERT_API_KEY: &str = "INSERT INTO api_keys (prefix, hash, expiration, created_at, last_seen) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+const UPDATE_API_KEY: &str = "UPDATE api_keys SET expiration = $2, last_seen = $3 WHERE id = $1";
+const INSERT_OAUTH_CLIENT: &str = "INSERT INTO oauth_clients (prefix, hash, description, scopes, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 const UPSERT_POLICY: &str = "INSERT INTO policies (id, text, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at";
 
 fn corrupt(table: &str, id: i64, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -178,6 +185,47 @@ macro_rules! backend {
                 Ok(())
             }
 
+            pub async fn insert_api_key(c: &mut Conn, k: &ApiKey) -> Result<ApiKeyId, StoreError> {
+                let row = sqlx::query(INSERT_API_KEY)
+                    .bind(&k.prefix)
+                    .bind(k.hash.to_vec())
+                    .bind(k.expiration)
+                    .bind(k.created_at)
+                    .bind(k.last_seen)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                row.try_get::<i64, _>(0).map_err(db_err)
+            }
+
+            pub async fn update_api_key(c: &mut Conn, k: &ApiKey) -> Result<(), StoreError> {
+                let r = sqlx::query(UPDATE_API_KEY)
+                    .bind(k.id)
+                    .bind(k.expiration)
+                    .bind(k.last_seen)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                one_row(r.rows_affected(), "api_keys", k.id)
+            }
+
+            pub async fn insert_oauth_client(
+                c: &mut Conn,
+                o: &OAuthClient,
+            ) -> Result<OAuthClientId, StoreError> {
+                let row = sqlx::query(INSERT_OAUTH_CLIENT)
+                    .bind(&o.prefix)
+                    .bind(o.hash.to_vec())
+                    .bind(&o.description)
+                    .bind(json(&o.scopes))
+                    .bind(json(&o.tags))
+                    .bind(o.created_at)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                row.try_get::<i64, _>(0).map_err(db_err)
+            }
+
             fn get<'r, T>(r: &'r $row, table: &str, id: i64, col: &str) -> Result<T, StoreError>
             where
                 T: sqlx::Decode<'r, $db> + sqlx::Type<$db>,
@@ -295,6 +343,39 @@ macro_rules! backend {
                     expiration: get(r, t, id, "expiration")?,
                     created_at: get(r, t, id, "created_at")?,
                     tags: from_json(&get::<String>(r, t, id, "tags")?, t, id, "tags")?,
+                })
+            }
+
+            pub fn api_key(r: &$row) -> Result<ApiKey, StoreError> {
+                let id: i64 = r.try_get("id").map_err(db_err)?;
+                let t = "api_keys";
+                let hash: Vec<u8> = get(r, t, id, "hash")?;
+                Ok(ApiKey {
+                    id,
+                    prefix: get(r, t, id, "prefix")?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
+                    expiration: get(r, t, id, "expiration")?,
+                    created_at: get(r, t, id, "created_at")?,
+                    last_seen: get(r, t, id, "last_seen")?,
+                })
+            }
+
+            pub fn oauth_client(r: &$row) -> Result<OAuthClient, StoreError> {
+                let id: i64 = r.try_get("id").map_err(db_err)?;
+                let t = "oauth_clients";
+                let hash: Vec<u8> = get(r, t, id, "hash")?;
+                Ok(OAuthClient {
+                    id,
+                    prefix: get(r, t, id, "prefix")?,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
+                    description: get(r, t, id, "description")?,
+                    scopes: from_json(&get::<String>(r, t, id, "scopes")?, t, id, "scopes")?,
+                    tags: from_json(&get::<String>(r, t, id, "tags")?, t, id, "tags")?,
+                    created_at: get(r, t, id, "created_at")?,
                 })
             }
 

@@ -366,3 +366,78 @@ async fn a_corrupt_row_is_reported_with_table_row_and_column() {
         "{err}"
     );
 }
+
+/// API keys and OAuth clients (migrations 0002 and 0003): written, updated,
+/// read back and deleted, each change in its transaction.
+async fn round_trips_api_keys_and_oauth_clients(store: &dyn Store) {
+    let mut key = ApiKey {
+        id: 0,
+        prefix: "0123456789ab".into(),
+        hash: [7; 32],
+        expiration: Some(t0() + chrono::Duration::days(90)),
+        created_at: t0(),
+        last_seen: None,
+    };
+    let mut tx = store.begin().await.unwrap();
+    key.id = tx.insert_api_key(&key).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.load().await.unwrap().api_keys, vec![key.clone()]);
+
+    key.last_seen = Some(t0() + chrono::Duration::minutes(5));
+    key.expiration = Some(t0() + chrono::Duration::hours(1));
+    let mut tx = store.begin().await.unwrap();
+    tx.update_api_key(&key).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.load().await.unwrap().api_keys, vec![key.clone()]);
+
+    // The prefix is unique.
+    let mut tx = store.begin().await.unwrap();
+    let dup = tx.insert_api_key(&key).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+    drop(tx);
+
+    let mut client = OAuthClient {
+        id: 0,
+        prefix: "ba9876543210".into(),
+        hash: [9; 32],
+        description: "terraform".into(),
+        scopes: vec!["auth_keys".into(), "devices:core".into()],
+        tags: vec!["tag:ci".into()],
+        created_at: t0(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    client.id = tx.insert_oauth_client(&client).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.load().await.unwrap().oauth_clients,
+        vec![client.clone()]
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_api_key(key.id).await.unwrap();
+    tx.delete_oauth_client(client.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let loaded = store.load().await.unwrap();
+    assert!(loaded.api_keys.is_empty() && loaded.oauth_clients.is_empty());
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_api_key(key.id).await.is_err());
+}
+
+#[tokio::test]
+async fn sqlite_store_round_trips_api_keys_and_oauth_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("headway.sqlite"))
+        .await
+        .unwrap();
+    round_trips_api_keys_and_oauth_clients(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_store_round_trips_api_keys_and_oauth_clients() {
+    let Some((_db, opts)) = PgDb::create().await else {
+        return;
+    };
+    let store = SqlStore::open_postgres(&opts).await.unwrap();
+    round_trips_api_keys_and_oauth_clients(&store).await;
+    store.close().await;
+}

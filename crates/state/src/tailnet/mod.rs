@@ -5,8 +5,10 @@
 //! announced. Readers (map building, listings) take a short read lock and
 //! never touch the database.
 
+mod api_keys;
 mod control;
 mod nodes;
+mod oauth_clients;
 mod preauth;
 mod register;
 mod users;
@@ -30,7 +32,11 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::view::{AccessControl, AllowAll};
 
+pub use api_keys::{ApiKeyUse, INVALID_API_KEY, LAST_SEEN_WRITE_INTERVAL};
 pub use control::{MapUpdate, peer_visible_hostinfo};
+pub use oauth_clients::{
+    ACCESS_TOKEN_TTL, AccessToken, Grant, NewOAuthClient, SCOPES, scope_allows,
+};
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
@@ -122,6 +128,10 @@ pub struct Tailnet {
     /// Interactive registrations waiting for a decision (memory only: a
     /// restart makes clients ask for a new link).
     pending: Mutex<register::Pending>,
+    /// Admin API keys (memory is the truth for checks; see `api_keys`).
+    api_keys: RwLock<api_keys::ApiKeys>,
+    /// OAuth clients of the v2 API and their live access tokens.
+    oauth: RwLock<oauth_clients::OAuth>,
 }
 
 impl Tailnet {
@@ -154,6 +164,8 @@ impl Tailnet {
         for k in snapshot.preauth_keys {
             inner.put_key(k);
         }
+        let api_keys = RwLock::new(api_keys::ApiKeys::load(snapshot.api_keys));
+        let oauth = RwLock::new(oauth_clients::OAuth::load(snapshot.oauth_clients));
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new(Self {
             inner: RwLock::new(inner),
@@ -166,6 +178,8 @@ impl Tailnet {
             events,
             soft_dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(register::Pending::default()),
+            api_keys,
+            oauth,
         }))
     }
 
