@@ -133,8 +133,12 @@ pub struct CompiledPolicy {
     dst_slots: Vec<Vec<usize>>,
     pub(crate) classes: Vec<Class>,
     pub(crate) node_class: Vec<usize>,
-    /// Symmetric class relation: class i and class j nodes see each other.
+    /// Base class (signature without owner) of each class.
+    base_of_class: Vec<usize>,
+    /// Symmetric relation between base classes: their nodes see each other.
     relation: Vec<BitSet>,
+    /// Nodes of each base class.
+    base_members: Vec<Vec<usize>>,
     /// Primary router (node index) of each subnet route.
     pub(crate) primaries: BTreeMap<IpNet, usize>,
     /// Capabilities of each node (nodeAttrs), in node order.
@@ -252,6 +256,10 @@ impl TailnetIndex {
 
     fn users_named(&self, token: &str) -> &[UserId] {
         self.user_tokens.get(token).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn owned_by(&self, uid: UserId) -> &[usize] {
+        self.by_owner.get(&uid).map_or(&[], Vec::as_slice)
     }
 
     fn add_owned_by(&self, set: &mut BitSet, uid: UserId) {
@@ -613,7 +621,9 @@ impl CompiledPolicy {
             dst_slots: vec![],
             classes: vec![],
             node_class: vec![],
+            base_of_class: vec![],
             relation: vec![],
+            base_members: vec![],
             primaries,
             caps,
             self_sources: HashMap::new(),
@@ -688,25 +698,50 @@ impl CompiledPolicy {
             }
             b
         };
-        self.self_rules = self_rules.clone();
-        let n = self.classes.len();
-        self.relation = vec![BitSet::with_len(n); n];
+        self.self_rules = self_rules;
+        // The relation is computed between *base* classes (signatures without
+        // the owner): autogroup:self splits classes per user, but only
+        // same-owner pairs depend on the owner, and those are handled apart.
+        let mut bases: HashMap<(&BitSet, &BitSet), usize> = HashMap::new();
+        let mut base_of_class = Vec::with_capacity(self.classes.len());
+        let mut base_classes: Vec<usize> = Vec::new();
+        for (ci, c) in self.classes.iter().enumerate() {
+            let next = bases.len();
+            let b = *bases.entry((&c.sig.src, &c.sig.dst)).or_insert(next);
+            if b == base_classes.len() {
+                base_classes.push(ci);
+            }
+            base_of_class.push(b);
+        }
+        let n = base_classes.len();
+        let mut relation = vec![BitSet::with_len(n); n];
         for a in 0..n {
             for b in a..n {
-                let (ca, cb) = (&self.classes[a], &self.classes[b]);
-                let mut related =
-                    ca.sig.src.intersects(&cb.dst_rules) || cb.sig.src.intersects(&ca.dst_rules);
-                if !related && ca.sig.self_owner.is_some() && ca.sig.self_owner == cb.sig.self_owner
-                {
-                    related =
-                        ca.sig.src.intersects(&self_rules) || cb.sig.src.intersects(&self_rules);
-                }
-                if related {
-                    self.relation[a].set(b);
-                    self.relation[b].set(a);
+                let (ca, cb) = (
+                    &self.classes[base_classes[a]],
+                    &self.classes[base_classes[b]],
+                );
+                if ca.sig.src.intersects(&cb.dst_rules) || cb.sig.src.intersects(&ca.dst_rules) {
+                    relation[a].set(b);
+                    relation[b].set(a);
                 }
             }
         }
+        let mut base_members: Vec<Vec<usize>> = vec![vec![]; n];
+        for (ci, c) in self.classes.iter().enumerate() {
+            base_members[base_of_class[ci]].extend(c.members.iter().copied());
+        }
+        self.base_of_class = base_of_class;
+        self.relation = relation;
+        self.base_members = base_members;
+    }
+
+    /// Whether a class's nodes reach their owner's other devices through autogroup:self.
+    fn self_related(&self, a: usize, b: usize) -> bool {
+        let (ca, cb) = (&self.classes[a], &self.classes[b]);
+        ca.sig.self_owner.is_some()
+            && ca.sig.self_owner == cb.sig.self_owner
+            && (ca.sig.src.intersects(&self.self_rules) || cb.sig.src.intersects(&self.self_rules))
     }
 
     fn index_routes(&mut self) {
@@ -1097,7 +1132,9 @@ impl CompiledPolicy {
     pub fn can_see(&self, a: NodeId, b: NodeId) -> bool {
         match (self.index_of(a), self.index_of(b)) {
             (Some(x), Some(y)) if x != y => {
-                self.relation[self.node_class[x]].get(self.node_class[y])
+                let (cx, cy) = (self.node_class[x], self.node_class[y]);
+                self.relation[self.base_of_class[cx]].get(self.base_of_class[cy])
+                    || self.self_related(cx, cy)
             }
             _ => false,
         }
@@ -1108,14 +1145,24 @@ impl CompiledPolicy {
         let Some(ni) = self.index_of(id) else {
             return vec![];
         };
-        let rel = &self.relation[self.node_class[ni]];
+        let class = self.node_class[ni];
+        let rel = &self.relation[self.base_of_class[class]];
         let mut out: Vec<NodeId> = rel
             .ones()
-            .flat_map(|c| self.classes[c].members.iter().copied())
+            .flat_map(|b| self.base_members[b].iter().copied())
             .filter(|&m| m != ni)
             .map(|m| self.nodes[m].node.id)
             .collect();
+        // The owner's other devices, through autogroup:self.
+        if let Some(owner) = self.nodes[ni].owner {
+            for &m in self.index.owned_by(owner) {
+                if m != ni && self.self_related(class, self.node_class[m]) {
+                    out.push(self.nodes[m].node.id);
+                }
+            }
+        }
         out.sort_unstable();
+        out.dedup();
         out
     }
 
