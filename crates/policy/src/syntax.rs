@@ -691,7 +691,9 @@ impl Policy {
 
     /// Checks the references that depend on the tailnet rather than the
     /// policy text: `localpart:*@<domain>` must name a domain of some user.
-    pub(crate) fn check_tailnet_references(
+    /// [`CompiledPolicy::new`](crate::CompiledPolicy::new) calls it; call it directly to
+    /// check a new policy against the users before compiling.
+    pub fn check_tailnet_references(
         &self,
         users: &[crate::topology::PolicyUser],
     ) -> Result<()> {
