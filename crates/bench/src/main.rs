@@ -1,7 +1,7 @@
 //! `headway-bench`: run the load generator, serve (the server process it
 //! starts), or render `docs/benchmarks.md` from saved results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ enum Command {
         /// Where to write the page
         #[arg(long)]
         out: PathBuf,
+        /// Results of a what-if run (a patched server), for {{patched_results}} and {{patched_targets}}
+        #[arg(long)]
+        patched: Vec<PathBuf>,
         /// Results files written by `run --json`, in column order
         results: Vec<PathBuf>,
     },
@@ -76,6 +79,9 @@ struct RunArgs {
     /// Record a perf profile of the server in each phase
     #[arg(long)]
     profile: bool,
+    /// Stop starting new work after this many seconds, keeping what was measured
+    #[arg(long)]
+    time_limit_secs: Option<u64>,
     /// Kill the server if its RSS passes this many MiB (protects the machine)
     #[arg(long, default_value_t = 12 * 1024)]
     rss_limit_mib: u64,
@@ -89,8 +95,9 @@ fn main() -> ExitCode {
         Command::Report {
             template,
             out,
+            patched,
             results,
-        } => render(&template, &out, &results),
+        } => render(&template, &out, &results, &patched),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +169,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     opts.strict = args.strict;
     opts.profile = args.profile;
     opts.rss_limit_bytes = args.rss_limit_mib << 20;
+    opts.time_limit = args.time_limit_secs.map(Duration::from_secs);
     let results = runtime()?.block_on(headway_bench::run(&opts))?;
     println!("{}", report::table(&results));
     let json = serde_json::to_string_pretty(&results)?;
@@ -187,18 +195,27 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     anyhow::bail!("cannot create a work directory under {}", base.display())
 }
 
-fn render(template: &PathBuf, out: &PathBuf, files: &[PathBuf]) -> anyhow::Result<()> {
+fn render(
+    template: &Path,
+    out: &Path,
+    files: &[PathBuf],
+    patched: &[PathBuf],
+) -> anyhow::Result<()> {
     let template = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
-    let mut runs = Vec::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let r: Results = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a results file", f.display()))?;
-        runs.push(r);
-    }
-    std::fs::write(out, report::render(&template, &runs))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let page = report::render(&template, &read_results(files)?, &read_results(patched)?);
+    std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
+}
+
+fn read_results(files: &[PathBuf]) -> anyhow::Result<Vec<Results>> {
+    files
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a results file", f.display()))
+        })
+        .collect()
 }

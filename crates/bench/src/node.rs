@@ -56,6 +56,8 @@ pub enum NodeError {
     Refused(String),
     #[error("the map stream ended before its first message")]
     StreamEnded,
+    #[error("the run was aborted")]
+    Aborted,
     #[error("{0} needs a connection; connect first")]
     NotConnected(&'static str),
     #[error("reading the {request} answer failed: {source}")]
@@ -80,6 +82,7 @@ impl NodeError {
             NodeError::Refused(_) => "registration refused",
             NodeError::StreamEnded => "map stream ended early",
             NodeError::NotConnected(_) => "not connected",
+            NodeError::Aborted => "aborted",
             NodeError::Body { .. } | NodeError::Json { .. } => "bad answer",
         }
     }

@@ -35,7 +35,11 @@ fn bytes(p: &Propagation) -> String {
 
 /// The rows of the results table: a label and one cell per run.
 fn rows(r: &Results) -> Vec<(&'static str, String)> {
-    let mut rows = vec![
+    let mut rows = Vec::new();
+    if let Some(why) = &r.aborted {
+        rows.push(("RUN ABORTED", why.clone()));
+    }
+    rows.extend([
         (
             "ramp: N nodes dial, register, stream (s)",
             format!("{:.1}", r.ramp.seconds),
@@ -97,7 +101,7 @@ fn rows(r: &Results) -> Vec<(&'static str, String)> {
                 r.idle.other_messages
             ),
         ),
-    ];
+    ]);
     if let Some(s) = &r.storm {
         let settled = match s.settled_seconds {
             Some(secs) => format!("{secs:.1}"),
@@ -155,6 +159,25 @@ fn rows(r: &Results) -> Vec<(&'static str, String)> {
             },
         ),
     ]);
+    // An aborted run has phases it never measured: leave their rows out.
+    let ramp = r.ramp.seconds > 0.0;
+    let registration = r.registration.seconds > 0.0;
+    let idle = r.idle.seconds > 0.0;
+    let connected = r.server.rss_bytes_connected > 0;
+    rows.retain(|(label, _)| {
+        let measured = if label.starts_with("ramp:") || label.starts_with("server CPU per node") {
+            ramp
+        } else if label.starts_with("registration") {
+            registration
+        } else if label.starts_with("idle:") {
+            idle
+        } else if label.starts_with("server RSS, all") || label.starts_with("server RSS per") {
+            connected
+        } else {
+            true
+        };
+        measured
+    });
     rows
 }
 
@@ -192,20 +215,26 @@ pub fn markdown_results(runs: &[Results]) -> String {
     out.push_str("\n|---|");
     out.push_str(&"---:|".repeat(runs.len()));
     out.push('\n');
-    let tables: Vec<_> = runs.iter().map(rows).collect();
-    if let Some(first) = tables.first() {
-        for (i, (label, _)) in first.iter().enumerate() {
-            let _ = write!(out, "| {label} |");
-            for t in &tables {
-                let cell = t
-                    .get(i)
-                    .filter(|(l, _)| l == label)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("–");
-                let _ = write!(out, " {cell} |");
+    let tables: Vec<Vec<(&str, String)>> = runs.iter().map(rows).collect();
+    // Rows by label, in order of first appearance: an aborted run has fewer.
+    let mut labels: Vec<&str> = Vec::new();
+    for t in &tables {
+        for (label, _) in t {
+            if !labels.contains(label) {
+                labels.push(label);
             }
-            out.push('\n');
         }
+    }
+    for label in labels {
+        let _ = write!(out, "| {label} |");
+        for t in &tables {
+            let cell = t
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map_or("–", |(_, v)| v.as_str());
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
     }
     out
 }
@@ -274,13 +303,34 @@ pub fn markdown_environment(runs: &[Results]) -> String {
     )
 }
 
-/// Fills `{{results}}`, `{{targets}}`, `{{profiles}}` and `{{environment}}`.
-pub fn render(template: &str, runs: &[Results]) -> String {
+/// Fills `{{environment}}`, `{{results}}`, `{{targets}}` and `{{profiles}}`
+/// from `runs`, and `{{patched_results}}`, `{{patched_targets}}` and
+/// `{{patched_profiles}}` from the runs of a patched server.
+pub fn render(template: &str, runs: &[Results], patched: &[Results]) -> String {
+    let or_not_run = |text: String, runs: &[Results]| {
+        if runs.is_empty() {
+            "(not run)\n".to_string()
+        } else {
+            text
+        }
+    };
     template
         .replace("{{environment}}", &markdown_environment(runs))
         .replace("{{results}}", &markdown_results(runs))
         .replace("{{targets}}", &markdown_targets(runs))
         .replace("{{profiles}}", &markdown_profiles(runs))
+        .replace(
+            "{{patched_results}}",
+            &or_not_run(markdown_results(patched), patched),
+        )
+        .replace(
+            "{{patched_targets}}",
+            &or_not_run(markdown_targets(patched), patched),
+        )
+        .replace(
+            "{{patched_profiles}}",
+            &or_not_run(markdown_profiles(patched), patched),
+        )
 }
 
 #[cfg(test)]
@@ -304,7 +354,11 @@ mod tests {
             nodes: 5000,
             ..Default::default()
         };
-        let md = render("{{results}}\n{{targets}}", &[a, b]);
+        let md = render(
+            "{{results}}\n{{targets}}\n{{patched_results}}",
+            &[a, b],
+            &[],
+        );
         assert!(md.contains("| metric | N = 1000 | N = 5000 |"), "{md}");
         assert!(md.contains("| 1000 | idle | 1% | < 5% | yes |"), "{md}");
         assert!(

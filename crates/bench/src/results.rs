@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::Summary;
 
-/// One benchmark run at one tailnet size.
+/// One benchmark run at one tailnet size. Fields missing from an older
+/// file read as their defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     /// Simulated nodes kept connected (streaming).
     pub nodes: usize,
@@ -28,6 +30,22 @@ pub struct Results {
     /// Flat CPU profiles of the server per phase (`perf`), when asked for.
     pub profiles: BTreeMap<String, Vec<ProfileLine>>,
     pub targets: Vec<Target>,
+    /// The server's CPU and memory once a second through the run.
+    pub timeline: Vec<Point>,
+    /// Why the run stopped early (the memory guard killed the server).
+    pub aborted: Option<String>,
+}
+
+/// The server once a second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Point {
+    pub seconds: f64,
+    pub phase: String,
+    /// Nodes streaming, as the phase counts them (ramp: joined so far;
+    /// storm: reconnected so far).
+    pub connected: usize,
+    pub server_cpu_seconds: f64,
+    pub server_rss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
