@@ -38,7 +38,7 @@ fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, ApiError> {
 }
 
 /// Registers the waiting machine as a node of `user`.
-async fn register_for(
+pub(crate) async fn register_for(
     tailnet: &Tailnet,
     user: &str,
     auth_id: &str,
@@ -65,7 +65,7 @@ async fn register_for(
         (status = 404, description = "No such user, or no machine waiting with that id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn auth_register(
+pub(crate) async fn auth_register(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<AuthRegisterRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
@@ -88,7 +88,7 @@ async fn auth_register(
         (status = 422, description = "A new machine: it needs a user", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn auth_approve(
+pub(crate) async fn auth_approve(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<AuthDecisionRequest>,
 ) -> Result<Json<Empty>, ApiError> {
@@ -110,7 +110,7 @@ async fn auth_approve(
         (status = 404, description = "No machine waiting with that id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn auth_reject(
+pub(crate) async fn auth_reject(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<AuthDecisionRequest>,
 ) -> Result<Json<Empty>, ApiError> {
@@ -120,13 +120,13 @@ async fn auth_reject(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct RegisterNodeQuery {
+pub(crate) struct RegisterNodeQuery {
     /// The new node's owner (name or id).
     #[param(required = true)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The id from the AuthURL.
     #[param(required = true)]
-    key: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 /// Register node
@@ -141,7 +141,7 @@ struct RegisterNodeQuery {
         (status = 404, description = "No such user, or no machine waiting with that id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn register_node(
+pub(crate) async fn register_node(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<RegisterNodeQuery>,
 ) -> Result<Json<NodeResponse>, ApiError> {

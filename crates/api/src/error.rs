@@ -31,6 +31,9 @@ pub enum ApiError {
     /// A documented option this server does not support yet.
     #[error("{0}")]
     NotImplemented(String),
+    /// Too many failed authentications from the caller's address.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A dependency (the database) does not answer.
     #[error("{0}")]
     Unavailable(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Body { status, .. } => *status,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -74,6 +78,7 @@ impl ApiError {
             }
             ApiError::Body { .. } => "bad_body",
             ApiError::NotImplemented(_) => "not_implemented",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NoRoute { .. } => "no_route",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",

@@ -26,7 +26,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn health(State(tailnet): State<Arc<Tailnet>>) -> Result<Json<HealthResponse>, ApiError> {
+pub(crate) async fn health(
+    State(tailnet): State<Arc<Tailnet>>,
+) -> Result<Json<HealthResponse>, ApiError> {
     match tailnet.store().ping().await {
         Ok(()) => Ok(Json(HealthResponse {
             database_connectivity: true,

@@ -41,9 +41,9 @@ fn node_id(text: &str) -> Result<i64, ApiError> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListNodesQuery {
+pub(crate) struct ListNodesQuery {
     /// Only the nodes of this user (name or id).
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 /// List nodes
@@ -57,7 +57,7 @@ struct ListNodesQuery {
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list_nodes(
+pub(crate) async fn list_nodes(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListNodesQuery>,
 ) -> Result<Json<ListNodesResponse>, ApiError> {
@@ -83,7 +83,7 @@ async fn list_nodes(
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn get_node(
+pub(crate) async fn get_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<NodeResponse>, ApiError> {
@@ -101,7 +101,7 @@ async fn get_node(
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn delete_node(
+pub(crate) async fn delete_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Empty>, ApiError> {
@@ -111,11 +111,11 @@ async fn delete_node(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ExpireNodeQuery {
+pub(crate) struct ExpireNodeQuery {
     /// When the key expires (RFC 3339), as headscale 0.27 clients send it;
     /// the body's `expiry` is the current form.
     #[param(value_type = Option<String>, format = DateTime)]
-    expiry: Option<String>,
+    pub(crate) expiry: Option<String>,
 }
 
 /// Expire node
@@ -132,7 +132,7 @@ struct ExpireNodeQuery {
         (status = 501, description = "`disableExpiry` is not supported yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn expire_node(
+pub(crate) async fn expire_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<ExpireNodeQuery>,
@@ -175,7 +175,7 @@ async fn expire_node(
         (status = 422, description = "The name is not a valid DNS label", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn rename_node(
+pub(crate) async fn rename_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams((id, new_name)): PathParams<(String, String)>,
 ) -> Result<Json<NodeResponse>, ApiError> {
@@ -196,7 +196,7 @@ async fn rename_node(
         (status = 404, description = "No such node or user", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn move_node(
+pub(crate) async fn move_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<MoveNodeRequest>,
@@ -225,7 +225,7 @@ async fn move_node(
         (status = 422, description = "A tag is not valid, or a node owned by tags alone would have none", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn set_tags(
+pub(crate) async fn set_tags(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SetTagsRequest>,

@@ -34,9 +34,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListPreAuthKeysQuery {
+pub(crate) struct ListPreAuthKeysQuery {
     /// Only the keys of this user (id or name); absent or `0`: all keys.
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 /// List pre-auth keys
@@ -50,7 +50,7 @@ struct ListPreAuthKeysQuery {
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list_preauth_keys(
+pub(crate) async fn list_preauth_keys(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListPreAuthKeysQuery>,
 ) -> Result<Json<ListPreAuthKeysResponse>, ApiError> {
@@ -79,7 +79,7 @@ async fn list_preauth_keys(
         (status = 422, description = "No user and no tags, an invalid tag, or an expiration in the past", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn create_preauth_key(
+pub(crate) async fn create_preauth_key(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<CreatePreAuthKeyRequest>,
 ) -> Result<Json<PreAuthKeyResponse>, ApiError> {
@@ -109,7 +109,7 @@ async fn create_preauth_key(
         (status = 404, description = "No such key (for that user)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn expire_preauth_key(
+pub(crate) async fn expire_preauth_key(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<ExpirePreAuthKeyRequest>,
 ) -> Result<Json<Empty>, ApiError> {
@@ -150,10 +150,10 @@ fn key_prefix(text: &str) -> &str {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct DeletePreAuthKeyQuery {
+pub(crate) struct DeletePreAuthKeyQuery {
     /// The key's id.
     #[param(value_type = String, format = "uint64", required = true)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
 }
 
 /// Delete pre-auth key
@@ -168,7 +168,7 @@ struct DeletePreAuthKeyQuery {
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn delete_preauth_key(
+pub(crate) async fn delete_preauth_key(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<DeletePreAuthKeyQuery>,
 ) -> Result<Json<Empty>, ApiError> {

@@ -1198,6 +1198,7 @@ async fn every_routed_path_is_documented() {
     let meta: BTreeSet<String> = ["yaml", "json"]
         .iter()
         .map(|ext| format!("{}.{ext}", crate::OPENAPI_PATH))
+        .chain([crate::DOCS_PATH.to_string()])
         .collect();
     assert_eq!(
         routed.len(),

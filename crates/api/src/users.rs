@@ -26,14 +26,14 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
 /// At most one filter applies: `name`, else `email`, else `id` (headscale's order).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListUsersQuery {
+pub(crate) struct ListUsersQuery {
     /// Only the user with this id (`0`: all users).
     #[param(value_type = Option<String>, format = "uint64")]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Only the user with this name.
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Only users with this e-mail address.
-    email: Option<String>,
+    pub(crate) email: Option<String>,
 }
 
 /// List users
@@ -47,7 +47,7 @@ struct ListUsersQuery {
         (status = 400, description = "`id` is not an id", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list_users(
+pub(crate) async fn list_users(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListUsersQuery>,
 ) -> Result<Json<ListUsersResponse>, ApiError> {
@@ -80,7 +80,7 @@ async fn list_users(
         (status = 422, description = "The name or e-mail address is not valid", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn create_user(
+pub(crate) async fn create_user(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<CreateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
@@ -113,7 +113,7 @@ async fn create_user(
         (status = 422, description = "The new name is not valid", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn rename_user(
+pub(crate) async fn rename_user(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams((old_id, new_name)): PathParams<(String, String)>,
 ) -> Result<Json<UserResponse>, ApiError> {
@@ -138,7 +138,7 @@ async fn rename_user(
         (status = 409, description = "The user still owns nodes", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn delete_user(
+pub(crate) async fn delete_user(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Empty>, ApiError> {

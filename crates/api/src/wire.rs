@@ -311,6 +311,52 @@ pub struct AuthDecisionRequest {
     pub auth_id: String,
 }
 
+// --- API keys ---------------------------------------------------------------
+
+/// An API key as listed: its prefix, never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: Id,
+    /// The public part of the key (`hskey-api-<prefix>-…`).
+    pub prefix: String,
+    /// `null`: never expires.
+    #[schema(required = true)]
+    pub expiration: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// When the key was last used (to within a minute); `null`: never.
+    #[schema(required = true)]
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CreateApiKeyRequest {
+    /// Absent: the key never expires.
+    pub expiration: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateApiKeyResponse {
+    /// The full key (`hskey-api-<prefix>-<secret>`), shown this once.
+    pub api_key: String,
+}
+
+/// Names the key by `prefix` or by `id`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExpireApiKeyRequest {
+    pub prefix: String,
+    pub id: Id,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListApiKeysResponse {
+    pub api_keys: Vec<ApiKey>,
+}
+
 // --- misc -----------------------------------------------------------------
 
 /// The answer of operations that return nothing.
@@ -387,6 +433,18 @@ impl PreAuthKey {
             expiration: key.expiration,
             created_at: key.created_at,
             acl_tags: key.tags.clone(),
+        }
+    }
+}
+
+impl From<&model::ApiKey> for ApiKey {
+    fn from(k: &model::ApiKey) -> Self {
+        ApiKey {
+            id: k.id.into(),
+            prefix: k.prefix.clone(),
+            expiration: k.expiration,
+            created_at: k.created_at,
+            last_seen: k.last_seen,
         }
     }
 }
