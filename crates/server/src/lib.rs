@@ -73,6 +73,8 @@ pub struct Server {
     pub derp_tls_addr: Option<SocketAddr>,
     pub stun_addr: Option<SocketAddr>,
     pub unix_socket: PathBuf,
+    /// Where the remote gRPC API listens (`grpc_listen_addr`), when it does.
+    pub grpc_addr: Option<SocketAddr>,
     tasks: JoinSet<anyhow::Result<()>>,
     shutdown: CancellationToken,
 }
@@ -172,6 +174,10 @@ impl Server {
             .router()
             .route("/health", axum::routing::get(health))
             .merge(pages);
+        // The admin API on the network: REST v1 and the v2 subset, each
+        // call with a key (the OpenAPI document and docs page are public).
+        let guard = headway_api::Guard::new(tailnet.clone());
+        app = app.merge(headway_api::network_router(tailnet.clone(), guard.clone()));
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
                 let addrs = (d.tls_addr, d.stun_addr);
@@ -227,17 +233,53 @@ impl Server {
             });
         }
 
+        let grpc_addr = match config.grpc_listen_addr {
+            Some(addr) => {
+                let tls = match &config.tls {
+                    Some(TlsConfig::Files {
+                        cert_path,
+                        key_path,
+                    }) => Some(headway_api::listen::grpc_tls(&*load_tls(
+                        cert_path, key_path,
+                    )?)),
+                    _ => None,
+                };
+                if tls.is_some() || config.grpc_allow_insecure {
+                    let listener = bind_tcp(addr, "gRPC API", "grpc_listen_addr").await?;
+                    if tls.is_none() {
+                        tracing::warn!(%addr, "the gRPC API listens without TLS (grpc_allow_insecure): API keys cross the network in the clear");
+                    }
+                    let router = headway_api::grpc_network_router(tailnet.clone(), guard);
+                    let sd = shutdown.clone();
+                    let bound = listener.local_addr()?;
+                    tasks.spawn(async move {
+                        headway_api::listen::serve(listener, tls, router, sd)
+                            .await
+                            .context("gRPC listener failed")
+                    });
+                    Some(bound)
+                } else {
+                    tracing::info!(
+                        "grpc_listen_addr: the remote gRPC API is off: it needs TLS (tls_cert_path) or grpc_allow_insecure: true; gRPC is served on the unix socket"
+                    );
+                    None
+                }
+            }
+            None => None,
+        };
+
         if let Some(addr) = config.metrics_listen_addr {
             tracing::warn!(%addr, "metrics_listen_addr: the metrics listener is not built into Headway yet; nothing listens there");
         }
         jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
-        tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), "Headway is serving");
+        tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {
             tailnet,
             listen_addr,
             derp_tls_addr,
             stun_addr,
             unix_socket,
+            grpc_addr,
             tasks,
             shutdown,
         })
