@@ -33,6 +33,21 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub force: bool,
 
+    /// A remote server to manage instead of the local one
+    /// (https://host[:port], or host:port); needs --api-key [config: cli.address]
+    #[arg(long, global = true, env = "HEADWAY_CLI_ADDRESS", value_name = "URL")]
+    pub address: Option<String>,
+
+    /// The API key for --address (see `headway apikeys create`) [config: cli.api_key]
+    #[arg(
+        long,
+        global = true,
+        env = "HEADWAY_CLI_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,6 +79,9 @@ pub enum Command {
     /// Decide on machines waiting on their AuthURL (`tailscale up` without a key)
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Manage the API keys that open the admin API over the network
+    #[command(subcommand, visible_alias = "apikey", alias = "api")]
+    Apikeys(ApikeysCommand),
     /// Check that the running server and its database answer
     Health,
     /// Print the version and the Tailscale clients it supports
@@ -114,6 +132,43 @@ pub struct AuthId {
     /// The id at the end of the AuthURL the client shows (…/register/<ID>)
     #[arg(long, value_name = "ID")]
     pub auth_id: String,
+}
+
+// --- API keys -------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeysCommand {
+    /// Create an API key; prints the key, which is shown only this once
+    #[command(visible_alias = "c", alias = "new")]
+    Create(CreateApiKey),
+    /// List API keys (by prefix)
+    #[command(visible_alias = "ls", alias = "show")]
+    List,
+    /// Expire an API key: it opens nothing any more
+    #[command(visible_alias = "revoke", alias = "exp", alias = "e")]
+    Expire(ApiKeySelector),
+    /// Delete an API key
+    #[command(visible_alias = "remove", alias = "del")]
+    Delete(ApiKeySelector),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateApiKey {
+    /// How long the key is valid, e.g. 30m, 24h, 90d
+    #[arg(short, long, default_value = "90d")]
+    pub expiration: String,
+}
+
+/// Which API key: by prefix or by id.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ApiKeySelector {
+    /// The key's prefix, as listed
+    #[arg(short, long)]
+    pub prefix: Option<String>,
+    /// The key's id
+    #[arg(short, long)]
+    pub id: Option<u64>,
 }
 
 // --- users ------------------------------------------------------------------
@@ -425,6 +480,20 @@ mod tests {
             &["headway", "auth", "approve", "--auth-id", "abc"],
             &["headway", "auth", "reject", "--auth-id", "abc"],
             &["headway", "nodes", "register", "-u", "alice", "-k", "abc"],
+            &["headway", "apikeys", "create", "--expiration", "30d"],
+            &["headway", "apikeys", "list", "-o", "json"],
+            &["headway", "apikeys", "expire", "--prefix", "0123456789ab"],
+            &["headway", "apikey", "delete", "-p", "0123456789ab"],
+            &["headway", "apikeys", "delete", "--id", "3"],
+            &[
+                "headway",
+                "--address",
+                "https://hw.example.com",
+                "--api-key",
+                "hskey-api-x",
+                "users",
+                "list",
+            ],
         ] {
             if let Err(e) = Cli::try_parse_from(args) {
                 panic!("{args:?}: {e}");

@@ -1,5 +1,8 @@
-//! The CLI's way to the server: the REST API over the server's unix socket
-//! (trusted by its file permissions), with the API's own wire types.
+//! The CLI's way to the server: the REST API with the API's own wire types,
+//! over the server's unix socket (trusted by its file permissions), or over
+//! the network to a remote server (`--address`/`cli.address`) with an API
+//! key, over TLS (rustls; the system's roots, or `SSL_CERT_FILE`/
+//! `SSL_CERT_DIR`; `cli.insecure` skips verification only when set).
 //! The CLI never opens the database.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +16,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::remote::{Connected, Remote};
 
 /// An error the server answered with; shown as its detail.
 #[derive(Debug)]
@@ -29,17 +34,31 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// A client of one server's admin socket.
+/// A client of one server: its admin socket, or its address.
 #[derive(Debug, Clone)]
 pub struct Client {
-    socket: PathBuf,
+    way: Way,
     timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Way {
+    Socket(PathBuf),
+    Remote(Remote),
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
         Client {
-            socket: socket.into(),
+            way: Way::Socket(socket.into()),
+            timeout,
+        }
+    }
+
+    /// A client of a remote server (see [`Remote`]).
+    pub fn remote(remote: Remote, timeout: Duration) -> Self {
+        Client {
+            way: Way::Remote(remote),
             timeout,
         }
     }
@@ -101,23 +120,33 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| connect_error(&self.socket, e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the server failed")?;
-        // Drives the connection; it ends when `sender` is dropped.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::HOST, "localhost")
             .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .header(header::CONTENT_TYPE, "application/json");
+        let mut sender = match &self.way {
+            Way::Socket(socket) => {
+                let stream = UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| connect_error(socket, e))?;
+                request = request.header(header::HOST, "localhost");
+                handshake(stream).await?
+            }
+            Way::Remote(remote) => {
+                let tcp = TcpStream::connect((remote.host.as_str(), remote.port))
+                    .await
+                    .with_context(|| format!("cannot connect to the Headway server at {remote}"))?;
+                request = request
+                    .header(header::HOST, remote.host_header())
+                    .header(header::AUTHORIZATION, remote.authorization()?);
+                match remote.connect(tcp).await? {
+                    Connected::Tls(tls) => handshake(tls).await?,
+                    Connected::Plain(tcp) => handshake(tcp).await?,
+                }
+            }
+        };
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let response = sender
             .send_request(request)
             .await
@@ -131,6 +160,22 @@ impl Client {
             .to_bytes();
         Ok((status, bytes))
     }
+}
+
+async fn handshake<S>(
+    stream: S,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake with the server failed")?;
+    // Drives the connection; it ends when `sender` is dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 fn connect_error(socket: &Path, e: std::io::Error) -> anyhow::Error {

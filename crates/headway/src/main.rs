@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod duration;
 mod output;
+mod remote;
 mod serve;
 mod version;
 
@@ -88,7 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
-                client: client_for(&loaded)?,
+                client: client_for(&loaded, cli.address.as_deref(), cli.api_key.as_deref())?,
                 out,
                 force: cli.force,
             };
@@ -97,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Preauthkeys(c) => commands::preauthkeys::run(&ctx, c).await?,
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
                 Command::Auth(c) => commands::auth::run(&ctx, c).await?,
+                Command::Apikeys(c) => commands::apikeys::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
                 Command::Serve
                 | Command::Version
@@ -117,17 +119,28 @@ fn load_config(path: Option<&Path>, env: &Env) -> anyhow::Result<Loaded> {
     })
 }
 
-/// The client of the server's admin socket (`unix_socket`).
-fn client_for(loaded: &Loaded) -> anyhow::Result<Client> {
+/// The client of a remote server (`--address`, `HEADWAY_CLI_ADDRESS` or
+/// `cli.address`, with its API key), else of the local server's admin
+/// socket (`unix_socket`).
+fn client_for(
+    loaded: &Loaded,
+    address: Option<&str>,
+    api_key: Option<&str>,
+) -> anyhow::Result<Client> {
     let config = &loaded.config;
-    if let Some(address) = &config.cli.address {
-        anyhow::bail!(
-            "cli.address is set to {address:?}, but reaching a remote server is not supported yet; \
-             run the CLI on the server's machine, where it uses the socket {}",
-            config.unix_socket.display()
-        );
+    let address = address.filter(|a| !a.trim().is_empty()).or(config
+        .cli
+        .address
+        .as_deref()
+        .filter(|a| !a.trim().is_empty()));
+    match address {
+        Some(address) => {
+            let key = api_key.or(config.cli.api_key.as_ref().map(|k| k.expose()));
+            let remote = remote::Remote::new(address, key, config.cli.insecure)?;
+            Ok(Client::remote(remote, config.cli.timeout))
+        }
+        None => Ok(Client::new(&config.unix_socket, config.cli.timeout)),
     }
-    Ok(Client::new(&config.unix_socket, config.cli.timeout))
 }
 
 async fn health(ctx: &Ctx) -> anyhow::Result<()> {

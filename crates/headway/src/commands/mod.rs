@@ -2,6 +2,7 @@
 //! through [`Client`], and prints the answer. No decision about the tailnet
 //! is taken here; the server refuses what is wrong and says why.
 
+pub mod apikeys;
 pub mod auth;
 pub mod nodes;
 pub mod preauthkeys;
