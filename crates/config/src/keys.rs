@@ -183,7 +183,6 @@ pub(crate) const KEYS: &[Key] = &[
 /// warning naming the keys. Delete an entry when its feature lands.
 pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ("grpc_", "the gRPC admin API", None),
-    ("oidc.", "OpenID Connect login", Some("oidc.issuer")),
     (
         "acme_",
         "automatic TLS certificates (ACME)",

@@ -380,7 +380,7 @@ impl DnsRecordType {
     }
 }
 
-/// `oidc.*` when `oidc.issuer` is set (not built yet).
+/// `oidc.*` when `oidc.issuer` is set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OidcConfig {
     pub only_start_if_oidc_is_available: bool,

@@ -9,6 +9,7 @@ mod derpmap;
 mod embedded_derp;
 mod jobs;
 mod keys;
+mod oidc;
 mod register_page;
 mod settings;
 
@@ -164,12 +165,19 @@ impl Server {
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
         control.timing = timing;
-        let pages = Router::new()
-            .route(
-                "/register/{auth_id}",
-                axum::routing::get(register_page::register_page),
-            )
-            .with_state(tailnet.clone());
+        // With OIDC the AuthURL sends people to the identity provider;
+        // without it, it shows how an administrator approves the machine.
+        let pages = match &config.oidc {
+            Some(c) => oidc::Oidc::start(c, &config.server_url, tailnet.clone())
+                .await?
+                .router(),
+            None => Router::new()
+                .route(
+                    "/register/{auth_id}",
+                    axum::routing::get(register_page::register_page),
+                )
+                .with_state(tailnet.clone()),
+        };
         let mut app: Router = control
             .router()
             .route("/health", axum::routing::get(health))

@@ -24,7 +24,7 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
