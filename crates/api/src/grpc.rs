@@ -10,6 +10,9 @@
 //! The service is mounted in axum routers: [`routes`] (trusted, for the unix
 //! socket) and, behind the API-key guard, on `grpc_listen_addr`.
 
+// tonic's generated trait fixes the error type (tonic::Status, ~176 bytes).
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use axum::Json;

@@ -124,3 +124,5 @@ fn api_routes() -> OpenApiRouter<Arc<Tailnet>> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_network;
