@@ -7,3 +7,4 @@
 mod kit;
 
 mod control_plane;
+mod oidc;
