@@ -208,7 +208,6 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ("logtail.", "client log upload (logtail)", None),
     ("taildrop.", "the Taildrop switch", None),
     ("auto_update.", "the client auto-update default", None),
-    ("policy.", "the policy engine", Some("policy.path")),
     (
         "dns.extra_records_path",
         "extra DNS records from a file",

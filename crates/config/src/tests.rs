@@ -356,7 +356,6 @@ fn a_headscale_config_loads_unchanged() {
             "database.gorm.prepare_stmt, database.gorm.parameterized_queries, database.gorm.skip_err_record_not_found, \
              database.gorm.slow_threshold: no effect in Headway (Headway does not use GORM); remove to silence this",
             "derp.auto_update_enabled: periodic DERP map refresh is not built into Headway yet; ignored",
-            "policy.path: the policy engine is not built into Headway yet; ignored",
             "trusted_proxies: trusting forwarded-for headers is not built into Headway yet; ignored",
         ]
     );
@@ -757,7 +756,6 @@ fn renamed_and_removed_headscale_keys() {
         ),
         [
             "acl_policy_path is the old name of policy.path, which is also set; acl_policy_path is ignored, remove it",
-            "policy.path: the policy engine is not built into Headway yet; ignored",
         ]
     );
     assert_eq!(

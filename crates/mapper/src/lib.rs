@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use headway_proto::tailcfg::{self, FilterRule, MapResponse, NodeCapMap, SshPolicy, UserProfile};
+use headway_proto::tailcfg::{self, MapResponse, UserProfile};
 use headway_state::Tailnet;
+use headway_state::access::Access;
 use headway_state::model::{
     Node, NodeId, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_USER_NAME, User, UserId,
 };
@@ -29,14 +30,11 @@ pub trait MapSource {
     fn now(&self) -> DateTime<Utc>;
     fn settings(&self) -> &Settings;
     fn node(&self, id: NodeId) -> Option<Arc<Node>>;
+    fn nodes_by_id(&self, ids: Vec<NodeId>) -> Vec<Arc<Node>>;
     fn user(&self, id: UserId) -> Option<Arc<User>>;
     fn is_online(&self, id: NodeId) -> bool;
-    /// The node's peers, sorted by id.
-    fn peers_of(&self, node: &Node) -> Vec<Arc<Node>>;
-    fn can_see(&self, viewer: &Node, peer: &Node) -> bool;
-    fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>>;
-    fn ssh_policy(&self, node: &Node) -> Option<SshPolicy>;
-    fn node_attrs(&self, node: &Node) -> NodeCapMap;
+    /// The compiled policy in force (one snapshot per message).
+    fn access(&self) -> Arc<Access>;
     fn all_node_ids(&self) -> Vec<NodeId>;
 }
 
@@ -50,26 +48,17 @@ impl MapSource for Tailnet {
     fn node(&self, id: NodeId) -> Option<Arc<Node>> {
         Tailnet::node(self, id)
     }
+    fn nodes_by_id(&self, ids: Vec<NodeId>) -> Vec<Arc<Node>> {
+        Tailnet::nodes_by_id(self, ids)
+    }
     fn user(&self, id: UserId) -> Option<Arc<User>> {
         Tailnet::user(self, id)
     }
     fn is_online(&self, id: NodeId) -> bool {
         Tailnet::is_online(self, id)
     }
-    fn peers_of(&self, node: &Node) -> Vec<Arc<Node>> {
-        Tailnet::peers_of(self, node)
-    }
-    fn can_see(&self, viewer: &Node, peer: &Node) -> bool {
-        self.access().can_see(viewer, peer)
-    }
-    fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>> {
-        Tailnet::packet_filter(self, node)
-    }
-    fn ssh_policy(&self, node: &Node) -> Option<SshPolicy> {
-        Tailnet::ssh_policy(self, node)
-    }
-    fn node_attrs(&self, node: &Node) -> NodeCapMap {
-        self.access().node_attrs(node)
+    fn access(&self) -> Arc<Access> {
+        Tailnet::access(self)
     }
     fn all_node_ids(&self) -> Vec<NodeId> {
         self.nodes().iter().map(|n| n.id).collect()
@@ -111,8 +100,12 @@ fn profiles(src: &dyn MapSource, ids: impl IntoIterator<Item = UserId>) -> Vec<U
 pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
     let settings = src.settings();
     let now = src.now();
-    let peers = src.peers_of(me);
-    let tail_peers: Vec<tailcfg::Node> = peers.iter().map(|p| peer_node(src, p, now)).collect();
+    let access = src.access();
+    let peers = src.nodes_by_id(access.peers_of(me.id));
+    let tail_peers: Vec<tailcfg::Node> = peers
+        .iter()
+        .map(|p| peer_node(src, &access, me, p, now))
+        .collect();
     let users = profiles(
         src,
         std::iter::once(presented_user(me)).chain(peers.iter().map(|p| presented_user(p))),
@@ -128,15 +121,15 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
         Vec::new()
     };
     MapResponse {
-        node: Some(self_node(src, me, now)),
+        node: Some(self_node(src, &access, me, now)),
         derp_map: Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned()),
         peers: tail_peers,
         peers_removed,
         dns_config: Some(dns_config(settings, me)),
         domain: settings.dns.base_domain.clone(),
-        packet_filter: Some((*src.packet_filter(me)).clone()),
+        packet_filter: Some(access.packet_filter(me.id)),
         user_profiles: users,
-        ssh_policy: Some(src.ssh_policy(me).unwrap_or_default()),
+        ssh_policy: Some(access.ssh_policy(me.id).unwrap_or_default()),
         collect_services: Some(false),
         control_time: Some(now),
         debug: Some(tailcfg::Debug {
@@ -154,17 +147,18 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
     }
     let now = src.now();
     let settings = src.settings();
+    let access = src.access();
     let mut msg = MapResponse::default();
     if pending.self_changed {
-        msg.node = Some(self_node(src, me, now));
+        msg.node = Some(self_node(src, &access, me, now));
     }
     let mut removed: BTreeSet<NodeId> = pending.peers_removed;
     let mut user_ids = BTreeSet::new();
     for id in pending.peers_changed {
-        match src.node(id).filter(|p| src.can_see(me, p)) {
+        match src.node(id).filter(|p| access.can_see(me.id, p.id)) {
             Some(p) => {
                 user_ids.insert(presented_user(&p));
-                msg.peers_changed.push(peer_node(src, &p, now));
+                msg.peers_changed.push(peer_node(src, &access, me, &p, now));
             }
             None => {
                 removed.insert(id);
@@ -174,7 +168,7 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
     msg.peers_removed = removed.into_iter().collect();
     msg.peers_changed_patch = pending.patches.into_values().collect();
     if pending.packet_filter {
-        msg.packet_filter = Some((*src.packet_filter(me)).clone());
+        msg.packet_filter = Some(access.packet_filter(me.id));
     }
     if pending.dns {
         msg.dns_config = Some(dns_config(settings, me));
@@ -183,11 +177,15 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
         msg.derp_map = Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned());
     }
     if pending.ssh_policy {
-        msg.ssh_policy = Some(src.ssh_policy(me).unwrap_or_default());
+        msg.ssh_policy = Some(access.ssh_policy(me.id).unwrap_or_default());
     }
     if pending.user_profiles {
         user_ids.insert(presented_user(me));
-        user_ids.extend(src.peers_of(me).iter().map(|p| presented_user(p)));
+        user_ids.extend(
+            src.nodes_by_id(access.peers_of(me.id))
+                .iter()
+                .map(|p| presented_user(p)),
+        );
     }
     msg.user_profiles = profiles(src, user_ids);
     if msg == MapResponse::default() {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use headway_proto::tailcfg::{self, NodeCapMap};
+use headway_state::access::Access;
 use headway_state::model::Node;
 use headway_state::tailnet::peer_visible_hostinfo;
 
@@ -51,21 +52,39 @@ fn common(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node
 }
 
 /// The receiving node's own record.
-pub fn self_node(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node {
+pub fn self_node(
+    src: &dyn MapSource,
+    access: &Access,
+    node: &Node,
+    now: DateTime<Utc>,
+) -> tailcfg::Node {
     let mut n = common(src, node, now);
     n.hostinfo = Some(node.hostinfo.clone());
+    n.primary_routes = access.primary_routes_of(node.id);
+    n.allowed_ips.extend(n.primary_routes.iter().copied());
     let mut caps = NodeCapMap::new();
     // Lets the node run the Tailscale SSH server when the policy allows it.
     caps.insert("https://tailscale.com/cap/ssh".into(), vec![]);
     caps.insert("https://tailscale.com/cap/file-sharing".into(), vec![]);
-    caps.extend(src.node_attrs(node));
+    caps.extend(access.node_attrs(node.id));
     n.cap_map = caps;
     n
 }
 
-/// A peer's record: only what peers need (host info trimmed to what is shown).
-pub fn peer_node(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node {
+/// A peer's record as `viewer` sees it: only what peers need (host info
+/// trimmed to what is shown; the routes this viewer may use through it).
+pub fn peer_node(
+    src: &dyn MapSource,
+    access: &Access,
+    viewer: &Node,
+    node: &Node,
+    now: DateTime<Utc>,
+) -> tailcfg::Node {
     let mut n = common(src, node, now);
     n.hostinfo = Some(peer_visible_hostinfo(&node.hostinfo));
+    if let Some(routes) = access.peer_routes(viewer.id, node.id) {
+        n.allowed_ips = routes.allowed_ips;
+        n.primary_routes = routes.primary_routes;
+    }
     n
 }

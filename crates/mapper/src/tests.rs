@@ -100,9 +100,9 @@ async fn deltas_carry_only_what_changed() {
     let tn = tailnet_with(2).await;
     let a = tn.node_by_key(&NodePublic([1; 32])).unwrap();
     let b = tn.node_by_key(&NodePublic([2; 32])).unwrap();
-    let sb = tn.open_session(b.id);
+    let sb = tn.open_session(b.id).await;
     sb.take();
-    let sa = tn.open_session(a.id);
+    let sa = tn.open_session(a.id).await;
     let m = delta(tn.as_ref(), &b, sb.take()).unwrap();
     assert_eq!(m.peers_changed_patch.len(), 1);
     assert_eq!(m.peers_changed_patch[0].online, Some(true));

@@ -10,6 +10,7 @@ mod embedded_derp;
 mod jobs;
 mod keys;
 mod oidc;
+mod policy_file;
 mod register_page;
 mod settings;
 
@@ -162,6 +163,10 @@ impl Server {
             users = tailnet.users().len(),
             "tailnet loaded"
         );
+        if let (headway_config::PolicyMode::File, Some(path)) = (config.policy.mode, &config.policy.path) {
+            policy_file::load_at_start(&tailnet, path).await?;
+            policy_file::spawn_watch(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone());
+        }
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());
         control.timing = timing;

@@ -1,9 +1,9 @@
 //! The tailnet settings from the configuration.
 
-use headway_config::{Config, IpAllocation};
+use headway_config::{Config, IpAllocation, PolicyMode};
 use headway_proto::tailcfg::{DerpMap, DnsRecord};
 use headway_state::ipalloc::Strategy;
-use headway_state::settings::{DnsSettings, Settings};
+use headway_state::settings::{DnsSettings, PolicySource, Settings};
 
 pub(crate) fn from_config(config: &Config, derp_map: DerpMap) -> Settings {
     let dns = &config.dns;
@@ -46,5 +46,9 @@ pub(crate) fn from_config(config: &Config, derp_map: DerpMap) -> Settings {
         },
         derp_map,
         randomize_client_port: config.randomize_client_port,
+        policy_source: match config.policy.mode {
+            PolicyMode::File => PolicySource::File(config.policy.path.clone()),
+            PolicyMode::Database => PolicySource::Database,
+        },
     }
 }

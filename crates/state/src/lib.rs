@@ -5,6 +5,7 @@
 //! transaction, applied to memory, and then announced to the connected map
 //! sessions as per-node pending updates. This crate speaks neither HTTP nor SQL.
 
+pub mod access;
 pub mod clock;
 pub mod error;
 pub mod events;
@@ -16,7 +17,6 @@ pub mod sessions;
 pub mod settings;
 pub mod store;
 pub mod tailnet;
-pub mod view;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod memstore;

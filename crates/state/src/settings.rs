@@ -23,6 +23,16 @@ pub struct DnsSettings {
     pub extra_records: Vec<DnsRecord>,
 }
 
+/// Where the policy comes from (`policy.mode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A HuJSON file the server reads and reloads (`None`: no policy file).
+    File(Option<std::path::PathBuf>),
+    /// Stored in the database, set through the API/CLI.
+    #[default]
+    Database,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Public URL of the server (AuthURLs are built from it).
@@ -37,6 +47,7 @@ pub struct Settings {
     pub dns: DnsSettings,
     pub derp_map: DerpMap,
     pub randomize_client_port: bool,
+    pub policy_source: PolicySource,
 }
 
 impl Default for Settings {
@@ -55,6 +66,7 @@ impl Default for Settings {
             },
             derp_map: DerpMap::default(),
             randomize_client_port: false,
+            policy_source: PolicySource::Database,
         }
     }
 }

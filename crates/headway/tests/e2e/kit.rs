@@ -536,3 +536,40 @@ pub async fn slot() -> tokio::sync::SemaphorePermit<'static> {
     static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     SLOTS.acquire().await.expect("test slots never close")
 }
+
+impl Node {
+    /// Asserts that TCP from this node to `ip:port` does not get through
+    /// (refused by the far node's packet filter, or no peer to route to).
+    pub async fn assert_tcp_blocked(&self, ip: Ipv4Addr, port: u16) {
+        match tokio::time::timeout(Duration::from_secs(6), self.tcp_via_socks(ip, port)).await {
+            Err(_) | Ok(Err(_)) => {}
+            Ok(Ok(greeting)) => panic!(
+                "{} reached {ip}:{port} (got {greeting:?}) but the policy forbids it",
+                self.name
+            ),
+        }
+    }
+
+    /// Waits until TCP to `ip:port` works and returns the greeting (policy
+    /// changes reach clients asynchronously).
+    pub async fn eventually_tcp(&self, ip: Ipv4Addr, port: u16) -> String {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{} to reach {ip}:{port}", self.name),
+            async || {
+                tokio::time::timeout(Duration::from_secs(5), self.tcp_via_socks(ip, port))
+                    .await
+                    .ok()?
+                    .ok()
+            },
+        )
+        .await
+    }
+
+    /// The client's network map (`tailscale debug netmap`).
+    pub async fn netmap(&self) -> Value {
+        let (ok, out) = self.ts(&["debug", "netmap"]).await;
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("netmap is not JSON ({e}): {out}"))
+    }
+}

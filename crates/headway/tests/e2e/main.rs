@@ -7,4 +7,5 @@
 mod kit;
 
 mod control_plane;
+mod policy;
 mod oidc;

@@ -99,7 +99,7 @@ async fn map(State(m): State<Machine>, body: Bytes) -> Response {
     };
     let compression = Compression::from_request(&req.compress);
     if req.stream {
-        return poll::stream(m.c, update.node, &req, compression);
+        return poll::stream(m.c, update.node, &req, compression).await;
     }
     if req.omit_peers {
         // A "lite" update: applied above; the client discards the body.

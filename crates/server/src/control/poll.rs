@@ -22,7 +22,7 @@ use super::Control;
 /// session wait, and changes keep collapsing in its pending set meanwhile.
 const QUEUE: usize = 4;
 
-pub(super) fn stream(
+pub(super) async fn stream(
     c: Control,
     node: Arc<Node>,
     req: &MapRequest,
@@ -31,12 +31,12 @@ pub(super) fn stream(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUE);
     // Registered before the full map is built: changes from here on are
     // either in that map or pending (never lost, at worst sent twice).
-    let session = c.tailnet.open_session(node.id);
+    let session = c.tailnet.open_session(node.id).await;
     let keep_alive = req.keep_alive;
     tokio::spawn(async move {
         let session_for_close = session.clone();
         run(&c, node, &session, tx, compression, keep_alive).await;
-        c.tailnet.close_session(&session_for_close);
+        c.tailnet.close_session(&session_for_close).await;
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::new(body)

@@ -9,7 +9,6 @@ use headway_proto::tailcfg::{self, Hostinfo, MapRequest, PeerChange};
 
 use super::Tailnet;
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::model::*;
 use crate::sessions::Session;
 
@@ -121,7 +120,6 @@ impl Tailnet {
             patch.cap = req.version;
             patched = true;
         }
-        let mut full_change = false;
         if let Some(h) = &req.hostinfo {
             let merged = merge_hostinfo(&node.hostinfo, h.clone());
             if let Some(derp) = merged
@@ -135,9 +133,6 @@ impl Tailnet {
                 patch.derp_region = derp;
                 patched = true;
             }
-            if peer_visible_hostinfo(&merged) != peer_visible_hostinfo(&node.hostinfo) {
-                full_change = true;
-            }
             if !merged.hostname.is_empty() {
                 node.hostname = merged.hostname.clone();
             }
@@ -147,18 +142,23 @@ impl Tailnet {
             return Ok(MapUpdate { node: old });
         }
         let node = Arc::new(node);
-        self.inner.write().put_node(node.clone());
         self.mark_soft_dirty(node.id);
-        if full_change {
-            self.announce(Event::NodeUpdated { node: node.id });
-        } else if patched {
-            self.patch_peers(patch);
+        if super::peer_record_changed(&old, &node)
+            || old.hostinfo.routable_ips != node.hostinfo.routable_ips
+        {
+            // Peers need the whole record (and a policy recompile may follow).
+            self.commit_node(Some(&old), Some(node.clone()));
+        } else {
+            self.inner.write().put_node(node.clone());
+            if patched {
+                self.patch_peers(patch);
+            }
         }
         Ok(MapUpdate { node })
     }
 
     /// A streaming map request began. Peers learn the node is online.
-    pub fn open_session(&self, node_id: NodeId) -> Arc<Session> {
+    pub async fn open_session(&self, node_id: NodeId) -> Arc<Session> {
         let (session, came_online) = self.sessions.open(node_id);
         if came_online {
             self.inner.write().offline_since.remove(&node_id);
@@ -167,14 +167,31 @@ impl Tailnet {
                 online: Some(true),
                 ..Default::default()
             });
+            self.online_changed(node_id).await;
             tracing::debug!(node.id = node_id, "node online");
         }
         session
     }
 
+    /// A router coming or going can move primary routes: recompile then.
+    async fn online_changed(&self, node_id: NodeId) {
+        let serves_routes = self.node(node_id).is_some_and(|n| {
+            n.approved_routes
+                .iter()
+                .any(|r| n.hostinfo.routable_ips.contains(r))
+        });
+        if !serves_routes {
+            return;
+        }
+        let _w = self.write.lock().await;
+        let before = self.access();
+        let after = self.recompile();
+        self.fan_out_recompile(&before, &after, node_id);
+    }
+
     /// A streaming map request ended. When it was the node's last, peers
     /// learn it went offline and when it was last seen.
-    pub fn close_session(&self, session: &Session) {
+    pub async fn close_session(&self, session: &Session) {
         if !self.sessions.close(session) {
             return;
         }
@@ -200,6 +217,7 @@ impl Tailnet {
                 last_seen: Some(now),
                 ..Default::default()
             });
+            self.online_changed(session.node_id).await;
             tracing::debug!(node.id = session.node_id, "node offline");
         }
     }

@@ -9,6 +9,7 @@ mod api_keys;
 mod control;
 mod nodes;
 mod oauth_clients;
+mod policy;
 mod preauth;
 mod register;
 mod users;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use headway_proto::keys::{MachinePublic, NodePublic};
 use headway_proto::tailcfg::{FilterRule, PeerChange, SshPolicy};
+
+use crate::access::{Access, policy_node, policy_user};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -30,13 +33,14 @@ use crate::model::*;
 use crate::sessions::Sessions;
 use crate::settings::Settings;
 use crate::store::Store;
-use crate::view::{AccessControl, AllowAll};
 
+pub use crate::settings::PolicySource;
 pub use api_keys::{ApiKeyUse, INVALID_API_KEY, LAST_SEEN_WRITE_INTERVAL};
 pub use control::{MapUpdate, peer_visible_hostinfo};
 pub use oauth_clients::{
     ACCESS_TOKEN_TTL, AccessToken, Grant, NewOAuthClient, SCOPES, scope_allows,
 };
+pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
@@ -120,7 +124,9 @@ pub struct Tailnet {
     clock: SharedClock,
     settings: Arc<Settings>,
     sessions: Sessions,
-    access: RwLock<Arc<dyn AccessControl>>,
+    access: RwLock<Arc<Access>>,
+    /// The policy text in force and where it came from.
+    policy: RwLock<policy::PolicyState>,
     events: broadcast::Sender<Event>,
     /// Nodes whose soft state (endpoints, host info, last seen) changed
     /// since the last flush to the store.
@@ -164,23 +170,45 @@ impl Tailnet {
         for k in snapshot.preauth_keys {
             inner.put_key(k);
         }
+        let stored_policy = snapshot.policy;
         let api_keys = RwLock::new(api_keys::ApiKeys::load(snapshot.api_keys));
         let oauth = RwLock::new(oauth_clients::OAuth::load(snapshot.oauth_clients));
         let (events, _) = broadcast::channel(4096);
-        Ok(Arc::new(Self {
+        let access = {
+            let users: Vec<_> = inner.users.values().map(|u| policy_user(u)).collect();
+            let nodes: Vec<_> = inner
+                .nodes
+                .values()
+                .map(|n| policy_node(n, false))
+                .collect();
+            Access::compile(None, &users, &nodes, &settings.server_url)
+                .map_err(|e| Error::Internal(format!("compiling the default policy: {e}")))?
+        };
+        let tailnet = Arc::new(Self {
             inner: RwLock::new(inner),
             write: tokio::sync::Mutex::new(()),
             store,
             clock,
             settings: Arc::new(settings),
             sessions: Sessions::default(),
-            access: RwLock::new(Arc::new(AllowAll::new())),
+            access: RwLock::new(Arc::new(access)),
+            policy: RwLock::new(policy::PolicyState::default()),
             events,
             soft_dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(register::Pending::default()),
             api_keys,
             oauth,
-        }))
+        });
+        if let Some(p) = stored_policy
+            .filter(|_| matches!(tailnet.settings.policy_source, PolicySource::Database))
+        {
+            tailnet.install_policy(&p.text, p.updated_at).map_err(|e: Error| {
+                Error::Invalid(format!(
+                    "the policy stored in the database no longer compiles: {e}; start with policy.mode: file (or fix it in the database) to recover"
+                ))
+            })?;
+        }
+        Ok(tailnet)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -204,14 +232,9 @@ impl Tailnet {
         self.events.subscribe()
     }
 
-    pub fn access(&self) -> Arc<dyn AccessControl> {
+    /// The compiled policy in force (a snapshot: cheap to hold).
+    pub fn access(&self) -> Arc<Access> {
         self.access.read().clone()
-    }
-
-    /// Replaces the access control (a new policy) and resends every map.
-    pub fn set_access(&self, access: Arc<dyn AccessControl>) {
-        *self.access.write() = access;
-        self.announce(Event::PolicyChanged);
     }
 
     // --- readers ---------------------------------------------------------
@@ -254,62 +277,175 @@ impl Tailnet {
 
     /// The peers `node` receives in its map, sorted by id.
     pub fn peers_of(&self, node: &Node) -> Vec<Arc<Node>> {
-        let access = self.access();
-        let inner = self.inner.read();
-        inner
-            .nodes
-            .values()
-            .filter(|p| p.id != node.id && access.can_see(node, p))
-            .cloned()
-            .collect()
+        let ids = self.access().peers_of(node.id);
+        self.nodes_by_id(ids)
     }
 
-    pub fn packet_filter(&self, node: &Node) -> Arc<Vec<FilterRule>> {
-        self.access().packet_filter(node)
+    pub fn packet_filter(&self, node: &Node) -> Vec<FilterRule> {
+        self.access().packet_filter(node.id)
     }
 
     pub fn ssh_policy(&self, node: &Node) -> Option<SshPolicy> {
-        self.access().ssh_policy(node)
+        self.access().ssh_policy(node.id)
     }
 
     // --- change propagation -------------------------------------------------
 
-    /// Ids of the nodes that see `node` (have it as a peer).
-    fn viewers_of(&self, node: &Node) -> Vec<NodeId> {
-        let access = self.access();
-        let inner = self.inner.read();
-        if access.everyone_sees_everyone() {
-            return inner
-                .nodes
-                .keys()
-                .copied()
-                .filter(|id| *id != node.id)
-                .collect();
+    /// Compiles the policy in force against the tailnet as it is now. On
+    /// failure (only possible if the tailnet stops satisfying the policy,
+    /// which checks at set time rule out) the previous compilation stays.
+    fn recompile(&self) -> Arc<Access> {
+        let before = self.access();
+        let (users, nodes) = {
+            let inner = self.inner.read();
+            (
+                inner
+                    .users
+                    .values()
+                    .map(|u| policy_user(u))
+                    .collect::<Vec<_>>(),
+                inner
+                    .nodes
+                    .values()
+                    .map(|n| policy_node(n, self.sessions.is_online(n.id)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        match Access::compile(
+            before.policy().cloned(),
+            &users,
+            &nodes,
+            &self.settings.server_url,
+        ) {
+            Ok(a) => {
+                let a = Arc::new(a);
+                *self.access.write() = a.clone();
+                a
+            }
+            Err(e) => {
+                tracing::error!(
+                    "the policy no longer compiles against the tailnet ({e}); keeping the previous compilation"
+                );
+                before
+            }
         }
-        inner
-            .nodes
-            .values()
-            .filter(|v| v.id != node.id && access.can_see(v, node))
-            .map(|v| v.id)
-            .collect()
+    }
+
+    /// Applies a committed change of one node to memory and tells every
+    /// session that can notice it: peers that gain, keep or lose it, the
+    /// node itself, filters that name it, and routers whose primary routes
+    /// moved. `old`/`new` are `None` for a node that did not exist / is gone.
+    fn commit_node(&self, old: Option<&Node>, new: Option<Arc<Node>>) {
+        let Some(id) = new.as_ref().map(|n| n.id).or(old.map(|n| n.id)) else {
+            return;
+        };
+        {
+            let mut inner = self.inner.write();
+            match &new {
+                Some(n) => inner.put_node(n.clone()),
+                None => {
+                    inner.remove_node(id);
+                }
+            }
+        }
+        let before = self.access();
+        let online = self.sessions.is_online(id);
+        let facts = |n: Option<&Node>| n.map(|n| policy_node(n, online));
+        let facts_changed = facts(old) != facts(new.as_deref());
+        let after = if facts_changed {
+            self.recompile()
+        } else {
+            before.clone()
+        };
+
+        let was: HashSet<NodeId> = old
+            .map(|_| before.peers_of(id))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let is: HashSet<NodeId> = new
+            .as_ref()
+            .map(|_| after.peers_of(id))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let peer_visible_changed = match (old, new.as_deref()) {
+            (Some(o), Some(n)) => facts_changed || peer_record_changed(o, n),
+            _ => true,
+        };
+        for s in self.sessions.of(was.difference(&is).copied()) {
+            s.update(|p| p.peer_removed(id));
+        }
+        if peer_visible_changed {
+            for s in self.sessions.of(is.iter().copied()) {
+                s.update(|p| p.peer_changed(id));
+            }
+        } else {
+            for s in self.sessions.of(is.difference(&was).copied()) {
+                s.update(|p| p.peer_changed(id));
+            }
+        }
+        match &new {
+            Some(_) => {
+                if let Some(s) = self.sessions.get(id) {
+                    s.update(|p| {
+                        p.self_changed = true;
+                        for gone in was.difference(&is) {
+                            p.peer_removed(*gone);
+                        }
+                        for came in is.difference(&was) {
+                            p.peer_changed(*came);
+                        }
+                    });
+                }
+            }
+            None => {
+                if let Some(s) = self.sessions.get(id) {
+                    s.close();
+                }
+            }
+        }
+        if facts_changed {
+            self.fan_out_recompile(&before, &after, id);
+        }
+        let event = match (old, &new) {
+            (None, _) => Event::NodeAdded { node: id },
+            (Some(_), None) => Event::NodeRemoved { node: id },
+            _ => Event::NodeUpdated { node: id },
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// After a recompile caused by `changed`: filters and SSH policies of the
+    /// nodes that can notice, and the peers of routers whose primaries moved.
+    fn fan_out_recompile(&self, before: &Access, after: &Access, changed: NodeId) {
+        for s in self.sessions.of(before.affected_by(after, changed)) {
+            s.update(|p| {
+                p.packet_filter = true;
+                p.ssh_policy = true;
+            });
+        }
+        for router in before.routers_with_new_primaries(after) {
+            for s in self.sessions.of(after.peers_of(router)) {
+                s.update(|p| p.peer_changed(router));
+            }
+            if let Some(s) = self.sessions.get(router) {
+                s.update(|p| p.self_changed = true);
+            }
+        }
     }
 
     /// Marks what each affected session must send, then tells other listeners.
     fn announce(&self, event: Event) {
         match &event {
             Event::NodeAdded { node } | Event::NodeUpdated { node } => {
-                if let Some(n) = self.node(*node) {
-                    for s in self.sessions.of(self.viewers_of(&n)) {
-                        s.update(|p| p.peer_changed(n.id));
-                    }
-                    if let Some(s) = self.sessions.get(n.id) {
-                        s.update(|p| p.self_changed = true);
-                    }
-                    self.filters_changed();
+                // Full node changes go through `commit_node`; this is for
+                // listeners replaying events (other replicas).
+                for s in self.sessions.of(self.access().peers_of(*node)) {
+                    s.update(|p| p.peer_changed(*node));
                 }
             }
             Event::NodeRemoved { node } => {
-                // The record is gone: every session that may have had it is told.
                 for s in self.sessions.all() {
                     if s.node_id == *node {
                         s.close();
@@ -317,18 +453,18 @@ impl Tailnet {
                         s.update(|p| p.peer_removed(*node));
                     }
                 }
-                self.filters_changed();
             }
             Event::NodePatched { change } => {
-                if let Some(n) = self.node(change.node_id) {
-                    for s in self.sessions.of(self.viewers_of(&n)) {
-                        s.update(|p| p.patch(change));
-                    }
+                for s in self.sessions.of(self.access().peers_of(change.node_id)) {
+                    s.update(|p| p.patch(change));
                 }
             }
             Event::UserChanged { .. } | Event::UserRemoved { .. } => {
+                // Users are named in policies: recompile, and let every
+                // session re-read its view.
+                self.recompile();
                 for s in self.sessions.all() {
-                    s.update(|p| p.user_profiles = true);
+                    s.update(|p| p.resync());
                 }
             }
             Event::PolicyChanged => {
@@ -349,27 +485,6 @@ impl Tailnet {
         }
         // Nobody listening is fine.
         let _ = self.events.send(event);
-    }
-
-    /// A node's change that moves it between peer sets: the viewers before
-    /// and after the change differ.
-    fn announce_visibility_change(&self, before: &[NodeId], node: &Node) {
-        let after: HashSet<NodeId> = self.viewers_of(node).into_iter().collect();
-        for s in self
-            .sessions
-            .of(before.iter().copied().filter(|v| !after.contains(v)))
-        {
-            s.update(|p| p.peer_removed(node.id));
-        }
-        self.announce(Event::NodeUpdated { node: node.id });
-    }
-
-    fn filters_changed(&self) {
-        if self.access().filters_depend_on_nodes() {
-            for s in self.sessions.all() {
-                s.update(|p| p.packet_filter = true);
-            }
-        }
     }
 
     fn patch_peers(&self, change: PeerChange) {
@@ -414,6 +529,22 @@ impl Tailnet {
     fn require_user(&self, id: UserId) -> Result<Arc<User>> {
         self.user(id).ok_or_else(|| Error::not_found("user", id))
     }
+}
+
+/// Whether peers must be sent a node's full record again (as opposed to a
+/// patch, or nothing): the fields of a peer entry other than the patchable
+/// ones (endpoints, DERP home, disco key, online state).
+fn peer_record_changed(old: &Node, new: &Node) -> bool {
+    old.node_key != new.node_key
+        || old.given_name != new.given_name
+        || old.user_id != new.user_id
+        || old.tags != new.tags
+        || old.ipv4 != new.ipv4
+        || old.ipv6 != new.ipv6
+        || old.expiry != new.expiry
+        || old.approved_routes != new.approved_routes
+        || control::peer_visible_hostinfo(&old.hostinfo)
+            != control::peer_visible_hostinfo(&new.hostinfo)
 }
 
 /// Tags must look like `tag:name` (letters, digits, hyphens; a letter first).

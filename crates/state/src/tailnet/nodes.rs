@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 
 use super::{Tailnet, normalize_tags};
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::model::{Node, NodeId, UserId};
 use crate::naming;
 
@@ -36,10 +35,9 @@ impl Tailnet {
         let mut tx = self.store.begin().await?;
         tx.delete_node(id).await?;
         tx.commit().await?;
-        self.inner.write().remove_node(id);
         self.soft_dirty.lock().remove(&id);
         tracing::info!(node.id = id, node.name = %node.given_name, "node deleted");
-        self.announce(Event::NodeRemoved { node: id });
+        self.commit_node(Some(&node), None);
         Ok((*node).clone())
     }
 
@@ -84,6 +82,7 @@ impl Tailnet {
     /// needs an owner).
     pub async fn set_node_tags(&self, id: NodeId, tags: &[String]) -> Result<Node> {
         let tags = normalize_tags(tags)?;
+        self.check_tag_claim(None, &tags)?;
         self.update_node(id, |n| {
             if tags.is_empty() && n.user_id.is_none() {
                 return Err(Error::Invalid(format!(
@@ -124,9 +123,7 @@ impl Tailnet {
         let mut tx = self.store.begin().await?;
         tx.update_node(&node).await?;
         tx.commit().await?;
-        let viewers_before = self.viewers_of(&old);
-        self.inner.write().put_node(Arc::new(node.clone()));
-        self.announce_visibility_change(&viewers_before, &node);
+        self.commit_node(Some(&old), Some(Arc::new(node.clone())));
         Ok(node)
     }
 }

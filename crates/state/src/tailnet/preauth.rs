@@ -46,6 +46,8 @@ impl Tailnet {
     /// is shown once and never stored.
     pub async fn create_preauth_key(&self, new: NewPreAuthKey) -> Result<(PreAuthKey, String)> {
         let tags = normalize_tags(&new.tags)?;
+        // An administrator makes keys: any tag the policy defines.
+        self.check_tag_claim(None, &tags)?;
         if new.user.is_none() && tags.is_empty() {
             return Err(Error::Invalid(
                 "a pre-auth key needs a user (--user) or tags (--tags)".into(),

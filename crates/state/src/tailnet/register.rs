@@ -18,7 +18,6 @@ use super::Tailnet;
 use super::control::merge_hostinfo;
 use super::preauth::check_usable;
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::model::*;
 use crate::naming;
 
@@ -239,9 +238,16 @@ impl Tailnet {
             return Ok((refused(r.message()), RegisterOutcome::Refused));
         }
         let hostinfo = req.hostinfo.clone().unwrap_or_default();
+        let tags = match self.claim_tags(&key, &hostinfo.request_tags) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(machine = %machine_key.short(), "registration refused: {e}");
+                return Ok((refused(e.to_string()), RegisterOutcome::Refused));
+            }
+        };
         let grant = Grant {
             user_id: key.user_id,
-            tags: key.tags.clone(),
+            tags,
             ephemeral: key.ephemeral || req.ephemeral,
             method: RegisterMethod::AuthKey,
             auth_key: Some(key),
@@ -436,21 +442,15 @@ impl Tailnet {
                 return Err(e);
             }
         };
-        let viewers_before = match outcome {
-            RegisterOutcome::Created => Vec::new(),
-            _ => self
-                .node(node.id)
-                .map(|o| self.viewers_of(&o))
-                .unwrap_or_default(),
-        };
+        let old = self.node(node.id);
         {
             let mut inner = self.inner.write();
-            inner.put_node(Arc::new(node.clone()));
             inner.offline_since.entry(node.id).or_insert(now);
             if let Some(k) = key.filter(|_| key_changed) {
                 inner.put_key(k);
             }
         }
+        self.commit_node(old.as_deref(), Some(Arc::new(node.clone())));
         tracing::info!(
             node.id = node.id,
             node.name = %node.given_name,
@@ -459,11 +459,26 @@ impl Tailnet {
             outcome = ?outcome,
             "node authorised"
         );
-        match outcome {
-            RegisterOutcome::Created => self.announce(Event::NodeAdded { node: node.id }),
-            _ => self.announce_visibility_change(&viewers_before, &node),
-        }
         Ok((node, outcome))
+    }
+
+    /// The tags a node registering with `key` gets: the key's own, or the
+    /// ones it asks for (`--advertise-tags`) when the policy lets the key's
+    /// owner apply them.
+    fn claim_tags(&self, key: &PreAuthKey, requested: &[String]) -> Result<Vec<String>> {
+        let requested = super::normalize_tags(requested)?;
+        if !key.tags.is_empty() {
+            self.check_tag_claim(None, &key.tags)?;
+            if let Some(extra) = requested.iter().find(|t| !key.tags.contains(t)) {
+                return Err(Error::Forbidden(format!(
+                    "this auth key registers nodes with tags {}; --advertise-tags asks for {extra} too: use a key with that tag or drop it",
+                    key.tags.join(", ")
+                )));
+            }
+            return Ok(key.tags.clone());
+        }
+        self.check_tag_claim(key.user_id, &requested)?;
+        Ok(requested)
     }
 
     fn release_ips(&self, node: &Node) {
@@ -632,9 +647,14 @@ impl Tailnet {
             expiry: expiry.or(p.expiry),
             version: p.version,
         };
+        let tags = super::normalize_tags(&p.hostinfo.request_tags)?;
+        if let Err(e) = self.check_tag_claim(Some(user), &tags) {
+            self.pending.lock().by_id.insert(auth_id.to_string(), p);
+            return Err(e);
+        }
         let grant = Grant {
             user_id: Some(user),
-            tags: Vec::new(),
+            tags,
             ephemeral: p.ephemeral,
             method,
             auth_key: None,

@@ -309,10 +309,10 @@ async fn ephemeral_nodes_go_at_logout_and_after_inactivity() {
     assert!(k.tailnet.node(ids[0]).is_none());
 
     // Online nodes stay; offline ones go after the timeout, not before.
-    let s = k.tailnet.open_session(ids[1]);
+    let s = k.tailnet.open_session(ids[1]).await;
     k.clock.advance(Duration::minutes(10));
     assert!(k.tailnet.collect_ephemeral().await.unwrap().is_empty());
-    k.tailnet.close_session(&s);
+    k.tailnet.close_session(&s).await;
     k.clock.advance(Duration::seconds(30));
     assert!(k.tailnet.collect_ephemeral().await.unwrap().is_empty());
     k.clock.advance(Duration::seconds(31));
@@ -334,8 +334,8 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
         .unwrap();
     let a = k.tailnet.node_by_key(&nk(1)).unwrap();
     let b = k.tailnet.node_by_key(&nk(2)).unwrap();
-    let sb = k.tailnet.open_session(b.id);
-    let sa = k.tailnet.open_session(a.id);
+    let sb = k.tailnet.open_session(b.id).await;
+    let sa = k.tailnet.open_session(a.id).await;
     // b saw a come online.
     assert_eq!(sb.take().patches[&a.id].online, Some(true));
 
@@ -388,7 +388,7 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
     k.tailnet.apply_map_request(mk(1), &renamed).await.unwrap();
     assert!(sb.take().peers_changed.contains(&a.id));
 
-    k.tailnet.close_session(&sa);
+    k.tailnet.close_session(&sa).await;
     let p = sb.take();
     assert_eq!(p.patches[&a.id].online, Some(false));
     assert!(p.patches[&a.id].last_seen.is_some());
@@ -408,8 +408,8 @@ async fn admin_changes_reach_peers_and_the_node_itself() {
         .unwrap();
     let a = k.tailnet.node_by_key(&nk(1)).unwrap();
     let b = k.tailnet.node_by_key(&nk(2)).unwrap();
-    let sa = k.tailnet.open_session(a.id);
-    let sb = k.tailnet.open_session(b.id);
+    let sa = k.tailnet.open_session(a.id).await;
+    let sb = k.tailnet.open_session(b.id).await;
     sa.take();
     sb.take();
 
