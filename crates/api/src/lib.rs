@@ -62,7 +62,8 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
 /// The trusted door (the unix socket): the REST API with its OpenAPI
 /// document and docs page, and the gRPC service. No key is asked for.
 pub fn router(tailnet: Arc<Tailnet>) -> Router {
-    let (api, doc) = api_routes().split_for_parts();
+    let (api, mut doc) = api_routes().split_for_parts();
+    openapi::document_auth(&mut doc);
     api.merge(openapi::routes(&doc))
         .merge(docs::routes())
         .fallback(error::no_route)
@@ -77,7 +78,8 @@ pub fn router(tailnet: Arc<Tailnet>) -> Router {
 /// guarded too (a 401 without a key, a 404 problem with one); other paths
 /// are left to the router this is merged into.
 pub fn network_router(tailnet: Arc<Tailnet>, guard: Arc<Guard>) -> Router {
-    let (api, doc) = api_routes().split_for_parts();
+    let (api, mut doc) = api_routes().split_for_parts();
+    openapi::document_auth(&mut doc);
     let guarded = api
         .merge(v2::routes())
         .route("/api/{*rest}", any(error::no_route))
@@ -106,7 +108,9 @@ pub fn grpc_network_router(tailnet: Arc<Tailnet>, guard: Arc<Guard>) -> Router {
 
 /// The OpenAPI document of [`router`] (what `/api/v1/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut doc = api_routes().into_openapi();
+    openapi::document_auth(&mut doc);
+    doc
 }
 
 /// Every operation of the API. Routes are added here only through

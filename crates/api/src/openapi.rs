@@ -52,6 +52,65 @@ pub(crate) fn base() -> OpenApi {
         .build()
 }
 
+/// Adds what the guard does to every operation: the bearer scheme (an API
+/// key; the unix socket needs none), and the 401 and 429 answers.
+pub(crate) fn document_auth(doc: &mut OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "apiKey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API key (`headway apikeys create`): `Authorization: Bearer hskey-api-…`. \
+                     Needed over the network; the local unix socket needs none.",
+                ))
+                .build(),
+        ),
+    );
+    doc.security = Some(vec![SecurityRequirement::new(
+        "apiKey",
+        Vec::<String>::new(),
+    )]);
+    let problem = |description: &str| -> RefOr<utoipa::openapi::Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                problem("No API key, or one that is unknown, wrong, expired or deleted")
+            });
+            responses.entry("429".into()).or_insert_with(|| {
+                problem("Too many failed authentications from this address; see Retry-After")
+            });
+        }
+    }
+}
+
 /// The routes serving `doc`, rendered once.
 pub(crate) fn routes(doc: &OpenApi) -> Router<Arc<Tailnet>> {
     let yaml = render(serde_yaml_ng::to_string(doc), "application/yaml");
