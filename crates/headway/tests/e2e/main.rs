@@ -8,5 +8,5 @@ mod kit;
 
 mod api;
 mod control_plane;
-mod policy;
 mod oidc;
+mod policy;
