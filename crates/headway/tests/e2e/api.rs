@@ -219,7 +219,7 @@ async fn every_documented_operation_needs_a_key_over_tcp() {
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, _) in item.as_object().unwrap() {
-            let concrete = path.replace('{', "").replace('}', "");
+            let concrete = path.replace(['{', '}'], "");
             let (status, body) = http(
                 server.port,
                 &method.to_uppercase(),
