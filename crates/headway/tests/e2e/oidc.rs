@@ -374,7 +374,10 @@ async fn an_oidc_login_brings_an_official_client_up_as_that_user() {
     let server = Headway::start(
         dir.path(),
         ServerOpts {
-            extra_yaml: oidc_yaml(&provider.issuer, "  use_expiry_from_token: false\n"),
+            extra_yaml: oidc_yaml(
+                &provider.issuer,
+                "  use_expiry_from_token: false\n  extra_params:\n    login_hint: alice\n",
+            ),
         },
     )
     .await;
@@ -382,10 +385,30 @@ async fn an_oidc_login_brings_an_official_client_up_as_that_user() {
     let up = Up::start(&node, &server).await;
     let auth_url = up.auth_url(&server).await;
 
-    // The AuthURL goes to the provider; after signing in, Headway asks to
-    // confirm the machine, naming it and the person.
+    // The AuthURL sends the browser to the provider's authorization
+    // endpoint with the configured scopes, PKCE and extra parameters.
     let browser = Browser::new();
-    let page = browser.log_in(&auth_url, "alice").await;
+    let authorize = browser
+        .walk(&auth_url, "alice", |u| u.path() == "/auth")
+        .await
+        .expect_err("Headway redirects to the provider");
+    let q: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["scope"], "openid profile email groups");
+    assert_eq!(q["redirect_uri"], format!("{}/oidc/callback", server.url()));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["login_hint"], "alice");
+    assert!(q["state"].len() >= 16 && q["nonce"].len() >= 16, "{q:?}");
+    assert!(!q.contains_key("code_verifier"));
+
+    // After signing in, Headway asks to confirm the machine, naming it and
+    // the person.
+    let page = browser
+        .walk(authorize.as_str(), "alice", |_| false)
+        .await
+        .unwrap();
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("laptop"), "{}", page.body);
     assert!(page.body.contains("Alice Liddell"), "{}", page.body);
@@ -426,6 +449,11 @@ async fn an_oidc_login_brings_an_official_client_up_as_that_user() {
     let nodes = server.nodes().await;
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     assert_eq!(nodes[0]["user"]["name"], "alice");
+    assert!(
+        nodes[0]["expiry"].is_null(),
+        "node.expiry is off: {}",
+        nodes[0]
+    );
     assert!(
         nodes[0]["registerMethod"]
             .as_str()
@@ -472,7 +500,7 @@ async fn people_who_are_not_allowed_get_a_clear_page_and_nothing_is_created() {
         ServerOpts {
             extra_yaml: oidc_yaml(
                 &provider.issuer,
-                "  allowed_domains: [example.com]\n  allowed_users: [alice@example.com, bob@example.com, dave@example.com]\n  allowed_groups: [vpn]\n",
+                "  allowed_domains: [example.com]\n  allowed_users: [alice@example.com, bob@example.com, dave@example.com]\n  allowed_groups: [vpn]\n  use_expiry_from_token: true\n",
             ),
         },
     )
@@ -513,6 +541,21 @@ async fn people_who_are_not_allowed_get_a_clear_page_and_nothing_is_created() {
     let all = users(&server).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["name"], "alice");
+
+    // use_expiry_from_token: the node key expires with the ID token
+    // (oidc-provider issues them for an hour), not never (node.expiry off).
+    let nodes = server.nodes().await;
+    let time = |key: &str| {
+        nodes[0][key]
+            .as_str()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .unwrap_or_else(|| panic!("no {key} on the node: {}", nodes[0]))
+    };
+    let left = time("expiry") - time("createdAt");
+    assert!(
+        left > chrono::Duration::minutes(55) && left <= chrono::Duration::minutes(60),
+        "the node expires {left} after its creation, not with the token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
