@@ -536,6 +536,29 @@ fn build_rules(res: &Resolver, grants: &[Grant], pool: &mut TokenPool) -> Vec<Ru
 /// Picks the primary router of every subnet route: among online nodes serving
 /// it, the one with the lowest id (the earliest registered), as Tailscale does.
 pub fn primary_routes(nodes: &[PolicyNode]) -> BTreeMap<IpNet, NodeId> {
+    sticky_primary_routes(nodes, &BTreeMap::new())
+}
+
+/// [`primary_routes`], except that a route's `previous` primary keeps the
+/// route while it is online and still serves it: a router coming back does
+/// not take its routes back from the one that took over (no flapping).
+pub fn sticky_primary_routes(
+    nodes: &[PolicyNode],
+    previous: &BTreeMap<IpNet, NodeId>,
+) -> BTreeMap<IpNet, NodeId> {
+    let mut out = lowest_id_primaries(nodes);
+    for (route, id) in previous {
+        let still_serves = nodes
+            .iter()
+            .any(|n| n.id == *id && n.online && n.subnet_routes().contains(route));
+        if still_serves {
+            out.insert(*route, *id);
+        }
+    }
+    out
+}
+
+fn lowest_id_primaries(nodes: &[PolicyNode]) -> BTreeMap<IpNet, NodeId> {
     let mut out: BTreeMap<IpNet, NodeId> = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.online) {
         for r in n.subnet_routes() {
@@ -554,6 +577,17 @@ impl CompiledPolicy {
         policy: Option<Arc<Policy>>,
         users: &[PolicyUser],
         nodes: &[PolicyNode],
+    ) -> Result<CompiledPolicy> {
+        Self::new_with_primaries(policy, users, nodes, &BTreeMap::new())
+    }
+
+    /// [`CompiledPolicy::new`] keeping the primary routers of `previous`
+    /// where they still qualify (see [`sticky_primary_routes`]).
+    pub fn new_with_primaries(
+        policy: Option<Arc<Policy>>,
+        users: &[PolicyUser],
+        nodes: &[PolicyNode],
+        previous: &BTreeMap<IpNet, NodeId>,
     ) -> Result<CompiledPolicy> {
         // Routes the policy auto-approves count as approved.
         let effective: Vec<PolicyNode> = match &policy {
@@ -576,7 +610,7 @@ impl CompiledPolicy {
                 .enumerate()
                 .map(|(i, n)| (n.node.id, i))
                 .collect();
-            primary_routes(nodes)
+            sticky_primary_routes(nodes, previous)
                 .into_iter()
                 .filter_map(|(r, id)| ids.get(&id).map(|i| (r, *i)))
                 .collect()
@@ -1138,6 +1172,15 @@ impl CompiledPolicy {
             }
             _ => false,
         }
+    }
+
+    /// The primary router of each subnet route (tailnet-wide; a viewer's
+    /// `via` grants may steer it elsewhere, see [`CompiledPolicy::peer_view`]).
+    pub fn primaries(&self) -> BTreeMap<IpNet, NodeId> {
+        self.primaries
+            .iter()
+            .map(|(r, i)| (*r, self.nodes[*i].node.id))
+            .collect()
     }
 
     /// The nodes a node is given as peers: those it may reach or that may reach it.

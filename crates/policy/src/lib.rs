@@ -70,7 +70,9 @@ mod tags;
 mod topology;
 
 pub use addr::AddrSet;
-pub use compile::{CompiledPolicy, PeerView, SharedFilterRule, primary_routes};
+pub use compile::{
+    CompiledPolicy, PeerView, SharedFilterRule, primary_routes, sticky_primary_routes,
+};
 pub use error::{ErrorKind, PolicyError, Position};
 pub use explain::{PLACEHOLDER_CONTROL_URL, Topology, explain, explain_topology, render};
 pub use policytest::run_tests;

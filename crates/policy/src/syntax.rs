@@ -693,10 +693,7 @@ impl Policy {
     /// policy text: `localpart:*@<domain>` must name a domain of some user.
     /// [`CompiledPolicy::new`](crate::CompiledPolicy::new) calls it; call it directly to
     /// check a new policy against the users before compiling.
-    pub fn check_tailnet_references(
-        &self,
-        users: &[crate::topology::PolicyUser],
-    ) -> Result<()> {
+    pub fn check_tailnet_references(&self, users: &[crate::topology::PolicyUser]) -> Result<()> {
         for (domain, path, offset) in &self.localpart_domains {
             if !users
                 .iter()

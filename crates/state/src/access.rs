@@ -65,9 +65,24 @@ impl Access {
         nodes: &[PolicyNode],
         control_url: &str,
     ) -> Result<Self, PolicyError> {
-        let compiled = CompiledPolicy::new(policy, users, nodes)?;
+        Self::recompile_from(None, policy, users, nodes, control_url)
+    }
+
+    /// Compiles for the tailnet as it is now; routers that are primary in
+    /// `previous` stay primary while they qualify (no flapping when a
+    /// failed router comes back).
+    pub fn recompile_from(
+        previous: Option<&Access>,
+        policy: Option<Arc<Policy>>,
+        users: &[PolicyUser],
+        nodes: &[PolicyNode],
+        control_url: &str,
+    ) -> Result<Self, PolicyError> {
+        let empty = BTreeMap::new();
+        let before = previous.map(|p| &p.primaries).unwrap_or(&empty);
+        let compiled = CompiledPolicy::new_with_primaries(policy, users, nodes, before)?;
         Ok(Self {
-            primaries: headway_policy::primary_routes(nodes),
+            primaries: compiled.primaries(),
             compiled,
             control_url: control_url.to_string(),
         })

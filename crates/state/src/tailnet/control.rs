@@ -143,9 +143,13 @@ impl Tailnet {
         }
         let node = Arc::new(node);
         self.mark_soft_dirty(node.id);
-        if super::peer_record_changed(&old, &node)
-            || old.hostinfo.routable_ips != node.hostinfo.routable_ips
-        {
+        if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
+            // Newly announced routes may be auto-approved: a durable change.
+            self.commit_node(Some(&old), Some(node.clone()));
+            if let Some(n) = self.auto_approve_locked(node.id).await? {
+                return Ok(MapUpdate { node: n });
+            }
+        } else if super::peer_record_changed(&old, &node) {
             // Peers need the whole record (and a policy recompile may follow).
             self.commit_node(Some(&old), Some(node.clone()));
         } else {

@@ -12,6 +12,7 @@ mod oauth_clients;
 mod policy;
 mod preauth;
 mod register;
+mod routes;
 mod users;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -43,6 +44,7 @@ pub use oauth_clients::{
 pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
+pub use routes::{NodeRoutes, is_exit_route, parse_routes};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
 
 #[derive(Debug)]
@@ -311,7 +313,8 @@ impl Tailnet {
                     .collect::<Vec<_>>(),
             )
         };
-        match Access::compile(
+        match Access::recompile_from(
+            Some(&before),
             before.policy().cloned(),
             &users,
             &nodes,

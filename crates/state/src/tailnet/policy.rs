@@ -83,7 +83,8 @@ impl Tailnet {
             )
         };
         policy.check_tailnet_references(&users).map_err(invalid)?;
-        let access = Access::compile(
+        let access = Access::recompile_from(
+            Some(&self.access()),
             Some(policy.clone()),
             &users,
             &nodes,
@@ -154,6 +155,7 @@ impl Tailnet {
         .await?;
         tx.commit().await?;
         self.install_policy(text, now)?;
+        self.auto_approve_all_locked().await;
         Ok(self.policy_info())
     }
 
@@ -165,7 +167,24 @@ impl Tailnet {
             return Ok(());
         }
         let now = self.now();
-        self.install_policy(text, now)
+        self.install_policy(text, now)?;
+        self.auto_approve_all_locked().await;
+        Ok(())
+    }
+
+    /// A new policy may auto-approve routes already announced.
+    async fn auto_approve_all_locked(&self) {
+        let ids: Vec<_> = self
+            .nodes()
+            .iter()
+            .filter(|n| !self.auto_approvable(n).is_empty())
+            .map(|n| n.id)
+            .collect();
+        for id in ids {
+            if let Err(e) = self.auto_approve_locked(id).await {
+                tracing::warn!(node.id = id, "auto-approving routes failed: {e}");
+            }
+        }
     }
 
     /// Whether `user` (or, for a user-less key, an administrator) may put

@@ -262,6 +262,10 @@ impl Tailnet {
         let (node, outcome) = self
             .authorize_locked(machine_key, &request, grant, known, now)
             .await?;
+        let node = match self.auto_approve_locked(node.id).await? {
+            Some(n) => (*n).clone(),
+            None => node,
+        };
         Ok((self.register_ok(&node), outcome))
     }
 
@@ -664,6 +668,14 @@ impl Tailnet {
             .await
         {
             Ok((node, _)) => {
+                let node = match self.auto_approve_locked(node.id).await {
+                    Ok(Some(n)) => (*n).clone(),
+                    Ok(None) => node,
+                    Err(e) => {
+                        tracing::warn!(node.id = node.id, "auto-approving routes failed: {e}");
+                        node
+                    }
+                };
                 let _ = p.verdict.send(Some(Verdict::Approved(node.id)));
                 Ok(node)
             }

@@ -754,3 +754,209 @@ async fn an_expired_node_reauthenticates_interactively_and_keeps_its_address() {
     assert_eq!(node.node_key, nk(2));
     assert!(!node.is_expired(k.clock.now()));
 }
+
+fn announce(node_key: NodePublic, routes: &[&str]) -> MapRequest {
+    MapRequest {
+        version: 133,
+        node_key,
+        omit_peers: true,
+        hostinfo: Some(Hostinfo {
+            hostname: "r".into(),
+            routable_ips: routes.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn routes_are_pending_until_approved_then_reach_peers_and_fail_over() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    for i in 1..=3u8 {
+        k.tailnet
+            .register(mk(i), &req(nk(i), &key, &format!("n{i}")))
+            .await
+            .unwrap();
+    }
+    let r1 = k.tailnet.node_by_key(&nk(1)).unwrap();
+    let r2 = k.tailnet.node_by_key(&nk(2)).unwrap();
+    let client = k.tailnet.node_by_key(&nk(3)).unwrap();
+    let _s1 = k.tailnet.open_session(r1.id).await;
+    let s2 = k.tailnet.open_session(r2.id).await;
+    let sc = k.tailnet.open_session(client.id).await;
+    sc.take();
+
+    k.tailnet
+        .apply_map_request(mk(1), &announce(nk(1), &["10.1.0.0/24"]))
+        .await
+        .unwrap();
+    let routes = k.tailnet.node_routes(r1.id).unwrap();
+    assert_eq!(routes.announced.len(), 1);
+    assert!(
+        routes.approved.is_empty() && routes.serving.is_empty(),
+        "pending until approved"
+    );
+    let view = k.tailnet.access().peer_routes(client.id, r1.id).unwrap();
+    assert_eq!(view.allowed_ips.len(), 2, "only its addresses: {view:?}");
+
+    k.tailnet
+        .approve_routes(r1.id, &["10.1.0.0/24".into()])
+        .await
+        .unwrap();
+    let view = k.tailnet.access().peer_routes(client.id, r1.id).unwrap();
+    assert!(
+        view.allowed_ips
+            .iter()
+            .any(|r| r.to_string() == "10.1.0.0/24"),
+        "{view:?}"
+    );
+    assert_eq!(view.primary_routes.len(), 1);
+    assert!(
+        sc.take().peers_changed.contains(&r1.id),
+        "the client hears of the route"
+    );
+
+    // A second router for the same prefix: the first stays primary.
+    k.tailnet
+        .apply_map_request(mk(2), &announce(nk(2), &["10.1.0.0/24"]))
+        .await
+        .unwrap();
+    k.tailnet
+        .approve_routes(r2.id, &["10.1.0.0/24".into()])
+        .await
+        .unwrap();
+    assert_eq!(k.tailnet.node_routes(r1.id).unwrap().primary.len(), 1);
+    assert!(k.tailnet.node_routes(r2.id).unwrap().primary.is_empty());
+    sc.take();
+
+    // The primary goes offline: the other takes over, and the client is told about both.
+    let s1 = k.tailnet.sessions().get(r1.id).unwrap();
+    k.tailnet.close_session(&s1).await;
+    assert!(k.tailnet.node_routes(r1.id).unwrap().primary.is_empty());
+    assert_eq!(k.tailnet.node_routes(r2.id).unwrap().primary.len(), 1);
+    let p = sc.take();
+    assert!(
+        p.peers_changed.contains(&r1.id) && p.peers_changed.contains(&r2.id),
+        "{p:?}"
+    );
+    let view = k.tailnet.access().peer_routes(client.id, r2.id).unwrap();
+    assert_eq!(view.primary_routes.len(), 1);
+    // It comes back: no flapping, the standby stays primary.
+    let _s1 = k.tailnet.open_session(r1.id).await;
+    assert!(
+        k.tailnet.node_routes(r1.id).unwrap().primary.is_empty(),
+        "no flapping back"
+    );
+    assert_eq!(k.tailnet.node_routes(r2.id).unwrap().primary.len(), 1);
+    drop(s2);
+
+    // Withdrawing the approval removes the route from the client's view.
+    k.tailnet.approve_routes(r2.id, &[]).await.unwrap();
+    let view = k.tailnet.access().peer_routes(client.id, r2.id).unwrap();
+    assert_eq!(view.allowed_ips.len(), 2, "{view:?}");
+}
+
+#[tokio::test]
+async fn auto_approvers_approve_announced_routes_and_exit_nodes() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    k.tailnet
+        .set_policy(
+            r#"{
+              "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+              "autoApprovers": {"routes": {"10.0.0.0/8": ["alice@"]}, "exitNode": ["alice@"]},
+            }"#,
+        )
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(1), &req(nk(1), &key, "router"))
+        .await
+        .unwrap();
+    k.tailnet
+        .register(mk(2), &req(nk(2), &key, "client"))
+        .await
+        .unwrap();
+    let router = k.tailnet.node_by_key(&nk(1)).unwrap();
+    let client = k.tailnet.node_by_key(&nk(2)).unwrap();
+    k.tailnet
+        .apply_map_request(
+            mk(1),
+            &announce(
+                nk(1),
+                &["10.2.0.0/16", "192.168.7.0/24", "0.0.0.0/0", "::/0"],
+            ),
+        )
+        .await
+        .unwrap();
+    let routes = k.tailnet.node_routes(router.id).unwrap();
+    let approved: Vec<String> = routes.approved.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        approved,
+        ["0.0.0.0/0", "10.2.0.0/16", "::/0"],
+        "192.168.7.0/24 is outside the auto-approver"
+    );
+    let view = k
+        .tailnet
+        .access()
+        .peer_routes(client.id, router.id)
+        .unwrap();
+    assert!(
+        view.allowed_ips
+            .iter()
+            .any(|r| r.to_string() == "0.0.0.0/0"),
+        "exit node visible: {view:?}"
+    );
+    assert!(
+        !view
+            .allowed_ips
+            .iter()
+            .any(|r| r.to_string() == "192.168.7.0/24")
+    );
+    // Persisted: a reload keeps them approved.
+    let again = Tailnet::load(
+        Arc::new(k.store.clone()),
+        k.clock.clone(),
+        Settings::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        again.node_routes(router.id).unwrap().approved,
+        routes.approved
+    );
+}
+
+#[tokio::test]
+async fn policy_set_is_checked_and_a_refused_one_changes_nothing() {
+    let k = kit().await;
+    let good = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}"#;
+    k.tailnet.set_policy(good).await.unwrap();
+    for bad in [
+        "{ not json",
+        r#"{"acls": [{"action": "accept", "src": ["group:ghosts"], "dst": ["*:*"]}]}"#,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}], "tests": [{"src": "alice@", "accept": ["100.64.0.1:80"]}]}"#,
+        r#"{"bogusField": 1}"#,
+    ] {
+        let e = k.tailnet.set_policy(bad).await.unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Invalid, "{bad}: {e}");
+        assert_eq!(
+            k.tailnet.policy_info().text.as_deref(),
+            Some(good),
+            "the running policy stays"
+        );
+    }
+    let stored = k.store.load().await.unwrap().policy.unwrap();
+    assert_eq!(stored.text, good);
+    // File mode refuses API changes, pointing at the file.
+    let k2 = kit_with(Settings {
+        policy_source: crate::settings::PolicySource::File(Some(
+            "/etc/headway/policy.hujson".into(),
+        )),
+        ..Default::default()
+    })
+    .await;
+    let e = k2.tailnet.set_policy(good).await.unwrap_err().to_string();
+    assert!(e.contains("/etc/headway/policy.hujson"), "{e}");
+}
