@@ -182,7 +182,6 @@ pub(crate) const KEYS: &[Key] = &[
 /// a non-default value (with the switch on) is accepted with a start-up
 /// warning naming the keys. Delete an entry when its feature lands.
 pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
-    ("grpc_", "the gRPC admin API", None),
     (
         "acme_",
         "automatic TLS certificates (ACME)",
@@ -205,14 +204,6 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ),
     ("node.routes.ha.", "HA subnet router health probing", None),
     ("preauth_keys.", "deleting revoked pre-auth keys", None),
-    ("logtail.", "client log upload (logtail)", None),
-    ("taildrop.", "the Taildrop switch", None),
-    ("auto_update.", "the client auto-update default", None),
-    (
-        "dns.extra_records_path",
-        "extra DNS records from a file",
-        None,
-    ),
     ("trusted_proxies", "trusting forwarded-for headers", None),
     ("metrics_listen_addr", "the metrics listener", None),
 ];

@@ -678,12 +678,11 @@ fn not_yet_supported_keys_warn_only_when_changed() {
     );
     assert_eq!(
         warnings(
-            "logtail: {enabled: true}\ngrpc_listen_addr: 0.0.0.0:50443\n",
+            "node: {routes: {ha: {probe_interval: 37s}}}\nlogtail: {enabled: true}\n",
             &[]
         ),
         [
-            "grpc_listen_addr: the gRPC admin API is not built into Headway yet; ignored",
-            "logtail.enabled: client log upload (logtail) is not built into Headway yet; ignored",
+            "node.routes.ha.probe_interval: HA subnet router health probing is not built into Headway yet; ignored"
         ]
     );
     // OIDC is built: its settings are not flagged, switched on or not.

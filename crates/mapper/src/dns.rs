@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use headway_proto::tailcfg::{DnsConfig, Resolver};
+use headway_proto::tailcfg::{DnsConfig, DnsRecord, Resolver};
 use headway_state::model::Node;
 use headway_state::settings::Settings;
 
@@ -19,7 +19,7 @@ fn resolvers(addrs: &[String]) -> Vec<Resolver> {
 /// MagicDNS answers `<node>.<base_domain>` itself (the 100.100.100.100
 /// resolver); upstreams go in `Resolvers` when the tailnet overrides local
 /// DNS, and in `FallbackResolvers` otherwise.
-pub fn dns_config(settings: &Settings, _node: &Node) -> DnsConfig {
+pub fn dns_config(settings: &Settings, extra_records: &[DnsRecord], _node: &Node) -> DnsConfig {
     let dns = &settings.dns;
     let mut cfg = DnsConfig {
         proxied: dns.magic_dns,
@@ -39,6 +39,11 @@ pub fn dns_config(settings: &Settings, _node: &Node) -> DnsConfig {
         cfg.domains.push(dns.base_domain.clone());
     }
     cfg.domains.extend(dns.search_domains.iter().cloned());
-    cfg.extra_records = dns.extra_records.clone();
+    cfg.extra_records = dns
+        .extra_records
+        .iter()
+        .chain(extra_records)
+        .cloned()
+        .collect();
     cfg
 }

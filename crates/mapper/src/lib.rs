@@ -36,6 +36,8 @@ pub trait MapSource {
     /// The compiled policy in force (one snapshot per message).
     fn access(&self) -> Arc<Access>;
     fn all_node_ids(&self) -> Vec<NodeId>;
+    /// DNS records beyond the settings' own (`dns.extra_records_path`).
+    fn extra_dns_records(&self) -> Arc<Vec<tailcfg::DnsRecord>>;
 }
 
 impl MapSource for Tailnet {
@@ -62,6 +64,9 @@ impl MapSource for Tailnet {
     }
     fn all_node_ids(&self) -> Vec<NodeId> {
         self.nodes().iter().map(|n| n.id).collect()
+    }
+    fn extra_dns_records(&self) -> Arc<Vec<tailcfg::DnsRecord>> {
+        Tailnet::extra_dns_records(self)
     }
 }
 
@@ -125,15 +130,16 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
         derp_map: Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned()),
         peers: tail_peers,
         peers_removed,
-        dns_config: Some(dns_config(settings, me)),
+        dns_config: Some(dns_config(settings, &src.extra_dns_records(), me)),
         domain: settings.dns.base_domain.clone(),
         packet_filter: Some(access.packet_filter(me.id)),
         user_profiles: users,
         ssh_policy: Some(access.ssh_policy(me.id).unwrap_or_default()),
         collect_services: Some(false),
         control_time: Some(now),
+        // Unless logtail is enabled, tell clients not to upload their logs.
         debug: Some(tailcfg::Debug {
-            disable_log_tail: true,
+            disable_log_tail: !settings.logtail,
         }),
         ..Default::default()
     }
@@ -171,7 +177,7 @@ pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResp
         msg.packet_filter = Some(access.packet_filter(me.id));
     }
     if pending.dns {
-        msg.dns_config = Some(dns_config(settings, me));
+        msg.dns_config = Some(dns_config(settings, &src.extra_dns_records(), me));
     }
     if pending.derp_map {
         msg.derp_map = Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned());

@@ -65,7 +65,13 @@ pub fn self_node(
     let mut caps = NodeCapMap::new();
     // Lets the node run the Tailscale SSH server when the policy allows it.
     caps.insert("https://tailscale.com/cap/ssh".into(), vec![]);
-    caps.insert("https://tailscale.com/cap/file-sharing".into(), vec![]);
+    if src.settings().taildrop {
+        caps.insert("https://tailscale.com/cap/file-sharing".into(), vec![]);
+    }
+    caps.insert(
+        "default-auto-update".into(),
+        vec![serde_json::Value::Bool(src.settings().default_auto_update)],
+    );
     caps.extend(access.node_attrs(node.id));
     n.cap_map = caps;
     n

@@ -48,6 +48,12 @@ pub struct Settings {
     pub derp_map: DerpMap,
     pub randomize_client_port: bool,
     pub policy_source: PolicySource,
+    /// Let clients upload logs to Tailscale's log service (`logtail.enabled`).
+    pub logtail: bool,
+    /// Taildrop file sharing between nodes (`taildrop.enabled`).
+    pub taildrop: bool,
+    /// What clients without a local choice do about auto-updates (`auto_update.enabled`).
+    pub default_auto_update: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +73,9 @@ impl Default for Settings {
             derp_map: DerpMap::default(),
             randomize_client_port: false,
             policy_source: PolicySource::Database,
+            logtail: false,
+            taildrop: true,
+            default_auto_update: false,
         }
     }
 }

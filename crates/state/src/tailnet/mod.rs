@@ -7,6 +7,7 @@
 
 mod api_keys;
 mod control;
+mod dns;
 mod nodes;
 mod oauth_clients;
 mod policy;
@@ -38,6 +39,7 @@ use crate::store::Store;
 pub use crate::settings::PolicySource;
 pub use api_keys::{ApiKeyUse, INVALID_API_KEY, LAST_SEEN_WRITE_INTERVAL};
 pub use control::{MapUpdate, peer_visible_hostinfo};
+pub use dns::parse_extra_records;
 pub use oauth_clients::{
     ACCESS_TOKEN_TTL, AccessToken, Grant, NewOAuthClient, SCOPES, scope_allows,
 };
@@ -129,6 +131,8 @@ pub struct Tailnet {
     access: RwLock<Arc<Access>>,
     /// The policy text in force and where it came from.
     policy: RwLock<policy::PolicyState>,
+    /// Records from `dns.extra_records_path` (added to the config's own).
+    extra_dns: RwLock<Arc<Vec<headway_proto::tailcfg::DnsRecord>>>,
     events: broadcast::Sender<Event>,
     /// Nodes whose soft state (endpoints, host info, last seen) changed
     /// since the last flush to the store.
@@ -195,6 +199,7 @@ impl Tailnet {
             sessions: Sessions::default(),
             access: RwLock::new(Arc::new(access)),
             policy: RwLock::new(policy::PolicyState::default()),
+            extra_dns: RwLock::new(Arc::new(Vec::new())),
             events,
             soft_dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(register::Pending::default()),
