@@ -10,9 +10,9 @@ mod embedded_derp;
 mod jobs;
 mod keys;
 mod oidc;
-mod policy_file;
 mod register_page;
 mod settings;
+mod watched_files;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -163,9 +163,15 @@ impl Server {
             users = tailnet.users().len(),
             "tailnet loaded"
         );
-        if let (headway_config::PolicyMode::File, Some(path)) = (config.policy.mode, &config.policy.path) {
-            policy_file::load_at_start(&tailnet, path).await?;
-            policy_file::spawn_watch(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone());
+        if let (headway_config::PolicyMode::File, Some(path)) =
+            (config.policy.mode, &config.policy.path)
+        {
+            watched_files::follow_policy(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone())
+                .await?;
+        }
+        if let Some(path) = &config.dns.extra_records_path {
+            watched_files::follow_extra_records(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone())
+                .await?;
         }
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());

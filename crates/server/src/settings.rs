@@ -46,6 +46,9 @@ pub(crate) fn from_config(config: &Config, derp_map: DerpMap) -> Settings {
         },
         derp_map,
         randomize_client_port: config.randomize_client_port,
+        logtail: config.logtail.enabled,
+        taildrop: config.taildrop.enabled,
+        default_auto_update: config.auto_update.enabled,
         policy_source: match config.policy.mode {
             PolicyMode::File => PolicySource::File(config.policy.path.clone()),
             PolicyMode::Database => PolicySource::Database,
