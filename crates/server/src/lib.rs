@@ -166,12 +166,22 @@ impl Server {
         if let (headway_config::PolicyMode::File, Some(path)) =
             (config.policy.mode, &config.policy.path)
         {
-            watched_files::follow_policy(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone())
-                .await?;
+            watched_files::follow_policy(
+                &mut tasks,
+                tailnet.clone(),
+                path.clone(),
+                shutdown.clone(),
+            )
+            .await?;
         }
         if let Some(path) = &config.dns.extra_records_path {
-            watched_files::follow_extra_records(&mut tasks, tailnet.clone(), path.clone(), shutdown.clone())
-                .await?;
+            watched_files::follow_extra_records(
+                &mut tasks,
+                tailnet.clone(),
+                path.clone(),
+                shutdown.clone(),
+            )
+            .await?;
         }
 
         let mut control = Control::new(tailnet.clone(), noise_key, shutdown.clone());

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// How often a file's metadata is checked for changes.
 const POLL: Duration = Duration::from_secs(1);
 
-type Apply = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+type Apply =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
 
 fn read(path: &Path, key: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{key}: reading {}", path.display()))
@@ -38,7 +39,9 @@ async fn follow(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let text = read(&path, key)?;
-    apply(text).await.with_context(|| format!("{key} {}", path.display()))?;
+    apply(text)
+        .await
+        .with_context(|| format!("{key} {}", path.display()))?;
     tracing::info!(path = %path.display(), "{key} loaded");
     tasks.spawn(async move {
         #[cfg(unix)]
