@@ -25,7 +25,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::{api_keys, auth, health, nodes, preauth_keys, users, wire};
+use crate::{api_keys, auth, health, nodes, policy, preauth_keys, users, wire};
 
 /// The code generated from `proto/headscale/v1/*.proto`.
 #[allow(clippy::all, clippy::pedantic)]
@@ -334,9 +334,20 @@ impl HeadscaleService for Grpc {
 
     async fn set_approved_routes(
         &self,
-        _: Request<pb::SetApprovedRoutesRequest>,
+        r: Request<pb::SetApprovedRoutesRequest>,
     ) -> Answer<pb::SetApprovedRoutesResponse> {
-        Err(not_yet("SetApprovedRoutes (route approval)"))
+        let r = r.into_inner();
+        let body = wire::SetApprovedRoutesRequest { routes: r.routes };
+        let Json(out) = nodes::set_approved_routes(
+            self.state(),
+            PathParams(text_id(r.node_id)),
+            JsonBody(body),
+        )
+        .await
+        .map_err(status)?;
+        ok(pb::SetApprovedRoutesResponse {
+            node: Some(node(out.node)),
+        })
     }
 
     async fn register_node(
@@ -540,18 +551,37 @@ impl HeadscaleService for Grpc {
     // --- policy ------------------------------------------------------------------
 
     async fn get_policy(&self, _: Request<pb::GetPolicyRequest>) -> Answer<pb::GetPolicyResponse> {
-        Err(not_yet("GetPolicy"))
+        let Json(out) = policy::get_policy(self.state()).await;
+        ok(pb::GetPolicyResponse {
+            policy: out.policy,
+            updated_at: out.updated_at.map(ts),
+        })
     }
 
-    async fn set_policy(&self, _: Request<pb::SetPolicyRequest>) -> Answer<pb::SetPolicyResponse> {
-        Err(not_yet("SetPolicy"))
+    async fn set_policy(&self, r: Request<pb::SetPolicyRequest>) -> Answer<pb::SetPolicyResponse> {
+        let body = wire::PolicyRequest {
+            policy: r.into_inner().policy,
+        };
+        let Json(out) = policy::set_policy(self.state(), JsonBody(body))
+            .await
+            .map_err(status)?;
+        ok(pb::SetPolicyResponse {
+            policy: out.policy,
+            updated_at: out.updated_at.map(ts),
+        })
     }
 
     async fn check_policy(
         &self,
-        _: Request<pb::CheckPolicyRequest>,
+        r: Request<pb::CheckPolicyRequest>,
     ) -> Answer<pb::CheckPolicyResponse> {
-        Err(not_yet("CheckPolicy"))
+        let body = wire::PolicyRequest {
+            policy: r.into_inner().policy,
+        };
+        let _ = policy::check_policy(self.state(), JsonBody(body))
+            .await
+            .map_err(status)?;
+        ok(pb::CheckPolicyResponse {})
     }
 
     // --- health -------------------------------------------------------------------

@@ -226,11 +226,16 @@ pub async fn require_key(
 ) -> Response {
     let ip = client_ip(&req);
     let grpc = is_grpc(req.headers());
+    let v2 = req.uri().path().starts_with("/api/v2/");
+    let shape = match (grpc, v2) {
+        (true, _) => Shape::Grpc,
+        (false, true) => Shape::Tailscale,
+        (false, false) => Shape::Problem,
+    };
     if let Some(wait) = guard.retry_after(ip) {
         tracing::debug!(%ip, wait, "API call refused: too many failed authentications");
-        return too_many(grpc, wait);
+        return too_many(shape, wait);
     }
-    let v2 = req.uri().path().starts_with("/api/v2/");
     match guard.authenticate(req.headers(), v2) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -239,7 +244,7 @@ pub async fn require_key(
         Err(why) => {
             guard.fail(ip);
             tracing::debug!(%ip, path = req.uri().path(), "API call refused: {why}");
-            unauthorized(grpc, why)
+            unauthorized(shape, why)
         }
     }
 }
@@ -249,7 +254,7 @@ pub async fn require_key(
 pub async fn limit_failures(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
     if let Some(wait) = guard.retry_after(ip) {
-        return too_many(false, wait);
+        return too_many(Shape::Tailscale, wait);
     }
     let response = next.run(req).await;
     if response.status() == StatusCode::UNAUTHORIZED {
@@ -258,12 +263,23 @@ pub async fn limit_failures(State(guard): State<Arc<Guard>>, req: Request, next:
     response
 }
 
-fn unauthorized(grpc: bool, why: &str) -> Response {
-    if grpc {
-        return tonic::Status::unauthenticated(why).into_http();
-    }
-    let mut response =
-        ApiError::Service(headway_state::Error::Unauthorized(why.to_string())).into_response();
+/// How a refusal is written: a gRPC status, Tailscale's error body (the
+/// v2 API, whose clients read `message`), or a problem document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Grpc,
+    Tailscale,
+    Problem,
+}
+
+fn unauthorized(shape: Shape, why: &str) -> Response {
+    let mut response = match shape {
+        Shape::Grpc => return tonic::Status::unauthenticated(why).into_http(),
+        Shape::Tailscale => crate::v2::V2Error::response(StatusCode::UNAUTHORIZED, why),
+        Shape::Problem => {
+            ApiError::Service(headway_state::Error::Unauthorized(why.to_string())).into_response()
+        }
+    };
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"headway\""),
@@ -271,12 +287,12 @@ fn unauthorized(grpc: bool, why: &str) -> Response {
     response
 }
 
-fn too_many(grpc: bool, wait: u64) -> Response {
+fn too_many(shape: Shape, wait: u64) -> Response {
     let detail = format!("too many failed authentications from this address; retry in {wait} s");
-    let mut response = if grpc {
-        tonic::Status::resource_exhausted(detail).into_http()
-    } else {
-        ApiError::TooManyRequests(detail).into_response()
+    let mut response = match shape {
+        Shape::Grpc => tonic::Status::resource_exhausted(detail).into_http(),
+        Shape::Tailscale => crate::v2::V2Error::response(StatusCode::TOO_MANY_REQUESTS, &detail),
+        Shape::Problem => ApiError::TooManyRequests(detail).into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);

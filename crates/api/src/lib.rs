@@ -32,7 +32,9 @@ pub mod guard;
 mod health;
 pub mod listen;
 mod nodes;
+mod oauth_clients;
 mod openapi;
+mod policy;
 mod preauth_keys;
 mod users;
 pub mod v2;
@@ -124,6 +126,8 @@ fn api_routes() -> OpenApiRouter<Arc<Tailnet>> {
         .merge(nodes::routes())
         .merge(auth::routes())
         .merge(api_keys::routes())
+        .merge(policy::routes())
+        .merge(oauth_clients::routes())
 }
 
 #[cfg(test)]

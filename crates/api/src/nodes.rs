@@ -1,5 +1,5 @@
 //! `/api/v1/node`: list, get, delete, expire, rename, move to another user,
-//! set tags.
+//! set tags, approve routes.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, path_id};
 use crate::wire::{
     Empty, ExpireNodeRequest, ListNodesResponse, MoveNodeRequest, Node, NodeResponse,
-    SetTagsRequest,
+    SetApprovedRoutesRequest, SetTagsRequest,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
@@ -27,6 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
         .routes(routes!(rename_node))
         .routes(routes!(move_node))
         .routes(routes!(set_tags))
+        .routes(routes!(set_approved_routes))
 }
 
 fn node_response(tailnet: &Tailnet, node: &headway_state::model::Node) -> Json<NodeResponse> {
@@ -231,5 +232,33 @@ pub(crate) async fn set_tags(
     JsonBody(body): JsonBody<SetTagsRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
     let node = tailnet.set_node_tags(node_id(&id)?, &body.tags).await?;
+    Ok(node_response(&tailnet, &node))
+}
+
+/// Set approved routes
+///
+/// Replaces the node's approved routes. A route is served once the node
+/// announces it too (`tailscale up --advertise-routes=…`); `subnetRoutes`
+/// in the answer are the ones it serves as primary router. Approving
+/// `0.0.0.0/0` or `::/0` approves both: the node becomes an exit node.
+#[utoipa::path(
+    post, path = "/api/v1/node/{nodeId}/approve_routes", operation_id = "setApprovedRoutes", tag = "Nodes",
+    params(("nodeId" = String, Path, format = "uint64", description = "The node's id")),
+    request_body = SetApprovedRoutesRequest,
+    responses(
+        (status = 200, body = NodeResponse),
+        (status = 400, description = "`nodeId` is not an id, or the body is not a SetApprovedRoutesRequest", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A route is not a prefix, or has host bits set", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn set_approved_routes(
+    State(tailnet): State<Arc<Tailnet>>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<SetApprovedRoutesRequest>,
+) -> Result<Json<NodeResponse>, ApiError> {
+    let id = node_id(&id)?;
+    tailnet.approve_routes(id, &body.routes).await?;
+    let node = tailnet.get_node(id)?;
     Ok(node_response(&tailnet, &node))
 }

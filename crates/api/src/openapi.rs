@@ -23,7 +23,9 @@ pub(crate) fn base() -> OpenApi {
         .description(Some(
             "The admin API of Headway, a Tailscale control server. Paths and JSON shapes are \
              headscale's v1 API: 64-bit ids are decimal strings, times are RFC 3339, errors are \
-             RFC 7807 problem documents (application/problem+json).",
+             RFC 7807 problem documents (application/problem+json). Lists are complete: as in \
+             headscale's v1 API, nothing is paginated. The Tailscale-compatible subset under \
+             /api/v2 is described by Tailscale's own API documentation.",
         ))
         .build();
     let tag = |name: &str, description: &str| {
@@ -47,6 +49,15 @@ pub(crate) fn base() -> OpenApi {
             tag(
                 "Auth",
                 "Machines waiting on their AuthURL (`tailscale up` without a key)",
+            ),
+            tag("ApiKeys", "Keys that open this API over the network"),
+            tag(
+                "Policy",
+                "Who may reach what: the HuJSON policy in force (Tailscale's policy language)",
+            ),
+            tag(
+                "OAuthClients",
+                "Clients of the Tailscale-compatible API under /api/v2 (client-credentials grant)",
             ),
         ]))
         .build()

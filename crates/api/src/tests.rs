@@ -66,9 +66,13 @@ fn t0() -> DateTime<Utc> {
 
 impl Kit {
     async fn new() -> Self {
+        Self::with_settings(Settings::default()).await
+    }
+
+    async fn with_settings(settings: Settings) -> Self {
         let store = MemStore::default();
         let clock = Arc::new(ManualClock::new(t0()));
-        let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), Settings::default())
+        let tailnet = Tailnet::load(Arc::new(store.clone()), clock.clone(), settings)
             .await
             .unwrap();
         let router = crate::router(tailnet.clone());
@@ -187,6 +191,30 @@ impl Kit {
             .unwrap()
     }
 
+    /// A node of `user` that announces `routes` (`--advertise-routes`).
+    async fn router(&self, user: &model::User, n: u8, host: &str, routes: &[&str]) -> model::Node {
+        let node = self.node(user, n, host).await;
+        let req = headway_proto::tailcfg::MapRequest {
+            version: 133,
+            node_key: NodePublic([n; 32]),
+            hostinfo: Some(Hostinfo {
+                hostname: host.into(),
+                routable_ips: routes.iter().map(|r| r.parse().unwrap()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.tailnet
+            .apply_map_request(MachinePublic([n; 32]), &req)
+            .await
+            .unwrap();
+        (*self.tailnet.node(node.id).unwrap()).clone()
+    }
+
+    async fn put(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::PUT, uri, Some(body)).await
+    }
+
     /// A machine that ran `tailscale up` without a key: its auth id.
     async fn waiting(&self, n: u8, host: &str) -> String {
         let req = RegisterRequest {
@@ -209,10 +237,12 @@ impl Kit {
     /// Everything the API can change, to check that a refusal changed nothing.
     fn snapshot(&self) -> String {
         format!(
-            "{:?}\n{:?}\n{:?}",
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
             self.tailnet.users(),
             self.tailnet.list_preauth_keys(None),
-            self.tailnet.list_nodes(None)
+            self.tailnet.list_nodes(None),
+            self.tailnet.policy_info(),
+            self.tailnet.list_oauth_clients()
         )
     }
 
@@ -1236,6 +1266,9 @@ fn headscales_paths_are_all_present() {
         ("/api/v1/auth/register", &["post"][..]),
         ("/api/v1/auth/approve", &["post"][..]),
         ("/api/v1/auth/reject", &["post"][..]),
+        ("/api/v1/node/{nodeId}/approve_routes", &["post"][..]),
+        ("/api/v1/policy", &["get", "put"][..]),
+        ("/api/v1/policy/check", &["post"][..]),
     ]);
     for (path, methods) in expected {
         for method in methods {
@@ -1245,4 +1278,301 @@ fn headscales_paths_are_all_present() {
             );
         }
     }
+}
+
+// --- policy -------------------------------------------------------------------
+
+const POLICY: &str = r#"// who may reach what
+{
+  "tagOwners": {"tag:web": ["alice@"]},
+  "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["tag:web:443"]},
+  ],
+}
+"#;
+
+#[tokio::test]
+async fn get_set_and_check_the_policy() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    // None yet: every node may reach every node.
+    assert_eq!(
+        k.get("/api/v1/policy").await.ok(),
+        &json!({"policy": "", "updatedAt": null})
+    );
+    // Checking changes nothing.
+    let r = k
+        .post("/api/v1/policy/check", json!({ "policy": POLICY }))
+        .await;
+    assert_eq!(r.ok(), &json!({}));
+    assert!(k.tailnet.policy_info().text.is_none());
+
+    let r = k.put("/api/v1/policy", json!({ "policy": POLICY })).await;
+    assert_eq!(
+        r.ok(),
+        &json!({"policy": POLICY, "updatedAt": "2026-01-01T00:00:00Z"})
+    );
+    k.clock.advance(Duration::minutes(1));
+    assert_eq!(k.get("/api/v1/policy").await.ok()["policy"], POLICY);
+    assert_eq!(k.tailnet.policy_info().text.as_deref(), Some(POLICY));
+    assert_eq!(
+        headway_state::store::Store::load(&k.store)
+            .await
+            .unwrap()
+            .policy
+            .map(|p| p.text),
+        Some(POLICY.to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_refused_policy_says_where_and_changes_nothing() {
+    let k = Kit::new().await;
+    k.user("alice").await;
+    k.put("/api/v1/policy", json!({ "policy": POLICY }))
+        .await
+        .ok();
+    let bad = "{\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"group:nobody\"], \"dst\": [\"*:*\"]},\n  ],\n}";
+    for uri in ["/api/v1/policy", "/api/v1/policy/check"] {
+        let method = if uri.ends_with("check") {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let detail = k
+            .refused(method, uri, Some(json!({ "policy": bad })), 422)
+            .await;
+        assert!(detail.contains("group:nobody"), "{detail}");
+        assert!(detail.contains("acls[0].src[0]"), "{detail}");
+        assert!(detail.contains("line 3"), "{detail}");
+    }
+    // Not HuJSON at all.
+    let detail = k
+        .refused(
+            Method::PUT,
+            "/api/v1/policy",
+            Some(json!({"policy": "{\"acls\": [}"})),
+            422,
+        )
+        .await;
+    assert!(detail.contains("line 1"), "{detail}");
+    // A failing test of its own.
+    let failing = r#"{"acls": [], "tests": [{"src": "alice@", "accept": ["100.64.0.9:22"]}]}"#;
+    k.refused(
+        Method::PUT,
+        "/api/v1/policy",
+        Some(json!({ "policy": failing })),
+        422,
+    )
+    .await;
+    // A body that is not a PolicyRequest.
+    k.refused(
+        Method::PUT,
+        "/api/v1/policy",
+        Some(json!({"policy": 7})),
+        400,
+    )
+    .await;
+    assert_eq!(k.get("/api/v1/policy").await.ok()["policy"], POLICY);
+}
+
+#[tokio::test]
+async fn in_file_mode_the_file_is_the_policy() {
+    let k = Kit::with_settings(Settings {
+        policy_source: headway_state::tailnet::PolicySource::File(Some(
+            "/etc/headway/policy.hujson".into(),
+        )),
+        ..Settings::default()
+    })
+    .await;
+    k.tailnet.load_policy_file(POLICY).await.unwrap();
+    let r = k.get("/api/v1/policy").await;
+    assert_eq!(r.ok()["policy"], POLICY);
+    let detail = k
+        .refused(
+            Method::PUT,
+            "/api/v1/policy",
+            Some(json!({"policy": "{}"})),
+            409,
+        )
+        .await;
+    assert!(
+        detail.contains("policy.mode is file") && detail.contains("/etc/headway/policy.hujson"),
+        "{detail}"
+    );
+    // Checking a candidate works in either mode.
+    k.post("/api/v1/policy/check", json!({"policy": "{}"}))
+        .await
+        .ok();
+}
+
+// --- routes ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn approve_routes_and_see_them_on_the_node() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k
+        .router(&alice, 1, "router", &["10.0.0.0/24", "192.168.1.0/24"])
+        .await;
+    let uri = format!("/api/v1/node/{}/approve_routes", node.id);
+    let n = &k.get(&format!("/api/v1/node/{}", node.id)).await.ok()["node"].clone();
+    assert_eq!(
+        n["availableRoutes"],
+        json!(["10.0.0.0/24", "192.168.1.0/24"])
+    );
+    assert_eq!(n["approvedRoutes"], json!([]));
+
+    let r = k.post(&uri, json!({"routes": ["10.0.0.0/24"]})).await;
+    let n = &r.ok()["node"];
+    assert_eq!(n["approvedRoutes"], json!(["10.0.0.0/24"]));
+    assert_eq!(
+        n["availableRoutes"],
+        json!(["10.0.0.0/24", "192.168.1.0/24"])
+    );
+    // Offline routers serve nothing.
+    assert_eq!(n["subnetRoutes"], json!([]));
+    let _session = k.tailnet.open_session(node.id).await;
+    let n = &k.get("/api/v1/node").await.ok()["nodes"][0].clone();
+    assert_eq!(n["subnetRoutes"], json!(["10.0.0.0/24"]));
+
+    // Exit routes come in pairs; the whole list is replaced.
+    let r = k.post(&uri, json!({"routes": ["0.0.0.0/0"]})).await;
+    assert_eq!(
+        r.ok()["node"]["approvedRoutes"],
+        json!(["0.0.0.0/0", "::/0"])
+    );
+    // An empty list withdraws every approval.
+    let r = k.post(&uri, json!({"routes": []})).await;
+    assert_eq!(r.ok()["node"]["approvedRoutes"], json!([]));
+    assert!(k.tailnet.node(node.id).unwrap().approved_routes.is_empty());
+}
+
+#[tokio::test]
+async fn approve_routes_refusals() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let node = k.router(&alice, 1, "router", &["10.0.0.0/24"]).await;
+    let uri = format!("/api/v1/node/{}/approve_routes", node.id);
+    let detail = k
+        .refused(Method::POST, &uri, Some(json!({"routes": ["bogus"]})), 422)
+        .await;
+    assert!(
+        detail.contains("\"bogus\" is not a prefix") && detail.contains("10.0.0.0/24"),
+        "{detail}"
+    );
+    let detail = k
+        .refused(
+            Method::POST,
+            &uri,
+            Some(json!({"routes": ["10.0.0.1/24"]})),
+            422,
+        )
+        .await;
+    assert!(detail.contains("did you mean 10.0.0.0/24"), "{detail}");
+    k.refused(
+        Method::POST,
+        "/api/v1/node/99/approve_routes",
+        Some(json!({"routes": []})),
+        404,
+    )
+    .await;
+    k.refused(
+        Method::POST,
+        "/api/v1/node/x/approve_routes",
+        Some(json!({"routes": []})),
+        400,
+    )
+    .await;
+    k.refused(
+        Method::POST,
+        &uri,
+        Some(json!({"routes": "10.0.0.0/24"})),
+        400,
+    )
+    .await;
+}
+
+// --- OAuth clients -------------------------------------------------------------------
+
+#[tokio::test]
+async fn oauth_clients_create_list_delete() {
+    let k = Kit::new().await;
+    let r = k
+        .post(
+            "/api/v1/oauthclient",
+            json!({"description": "terraform", "scopes": ["devices:core", "auth_keys"], "tags": ["tag:ci"]}),
+        )
+        .await;
+    let created = r.ok().clone();
+    let secret = created["clientSecret"].as_str().unwrap().to_string();
+    let client_id = created["oauthClient"]["clientId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        secret.starts_with(&format!("hskey-client-{client_id}-")),
+        "{created}"
+    );
+    assert_eq!(
+        created["oauthClient"]["scopes"],
+        json!(["auth_keys", "devices:core"])
+    );
+    assert_eq!(created["oauthClient"]["tags"], json!(["tag:ci"]));
+    assert_eq!(created["oauthClient"]["createdAt"], "2026-01-01T00:00:00Z");
+    // The secret works, and is never shown again.
+    k.tailnet
+        .issue_access_token(&client_id, &secret, &[], &[])
+        .unwrap();
+    let listed = k.get("/api/v1/oauthclient").await;
+    assert_eq!(
+        listed.ok()["oauthClients"][0]["clientId"],
+        client_id.as_str()
+    );
+    assert!(!listed.body.to_string().contains(&secret[26..]));
+
+    // Refusals.
+    for (body, status) in [
+        (json!({"scopes": []}), 422),
+        (json!({"scopes": ["devices"]}), 422),
+        (json!({"scopes": ["auth_keys"]}), 422),
+        (json!({"scopes": ["devices:core"], "tags": ["ci"]}), 422),
+        (json!({"scopes": "all"}), 400),
+    ] {
+        let detail = k
+            .refused(
+                Method::POST,
+                "/api/v1/oauthclient",
+                Some(body.clone()),
+                status,
+            )
+            .await;
+        assert!(!detail.is_empty(), "{body}");
+    }
+    k.refused(
+        Method::DELETE,
+        "/api/v1/oauthclient/000000000000",
+        None,
+        404,
+    )
+    .await;
+    // A pasted secret is looked up by its client id, and not quoted back.
+    let detail = k
+        .refused(
+            Method::DELETE,
+            &format!(
+                "/api/v1/oauthclient/hskey-client-000000000000-{}",
+                "f".repeat(64)
+            ),
+            None,
+            404,
+        )
+        .await;
+    assert!(!detail.contains("ffff"), "{detail}");
+
+    k.delete(&format!("/api/v1/oauthclient/{client_id}"))
+        .await
+        .ok();
+    assert!(k.tailnet.list_oauth_clients().is_empty());
+    assert!(k.tailnet.issue_access_token("", &secret, &[], &[]).is_err());
 }

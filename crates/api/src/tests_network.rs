@@ -230,6 +230,15 @@ async fn every_network_route_refuses_a_call_without_a_valid_key() {
     ];
     let paths = routed_paths(&n.rest);
     assert!(paths.len() >= 18, "{paths:?}");
+    // The v2 API is behind the same guard.
+    for v2 in [
+        "/api/v2/tailnet/{tailnet}/devices",
+        "/api/v2/device/{id}/routes",
+        "/api/v2/tailnet/{tailnet}/keys/{keyId}",
+        "/api/v2/tailnet/{tailnet}/acl/validate",
+    ] {
+        assert!(paths.contains(v2), "{v2} not routed: {paths:?}");
+    }
     let mut checked = 0;
     for path in &paths {
         let uri = concrete(path).replace("{*rest}", "anything");
@@ -925,20 +934,6 @@ async fn every_grpc_method_over_the_socket() {
 
     // Not supported yet: said so.
     for e in [
-        c.get_policy(pb::GetPolicyRequest {}).await.unwrap_err(),
-        c.set_policy(pb::SetPolicyRequest {
-            policy: "{}".into(),
-        })
-        .await
-        .unwrap_err(),
-        c.check_policy(pb::CheckPolicyRequest {
-            policy: "{}".into(),
-        })
-        .await
-        .unwrap_err(),
-        c.set_approved_routes(pb::SetApprovedRoutesRequest::default())
-            .await
-            .unwrap_err(),
         c.debug_create_node(pb::DebugCreateNodeRequest::default())
             .await
             .unwrap_err(),
@@ -955,4 +950,130 @@ async fn every_grpc_method_over_the_socket() {
             .into_inner()
             .database_connectivity
     );
+}
+
+#[tokio::test]
+async fn grpc_policy_methods() {
+    let n = Net::new().await;
+    let mut c = n.grpc_client(n.socket.clone(), None);
+    let none = c
+        .get_policy(pb::GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((none.policy.as_str(), none.updated_at), ("", None));
+    let policy = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}"#;
+    c.check_policy(pb::CheckPolicyRequest {
+        policy: policy.into(),
+    })
+    .await
+    .unwrap();
+    assert!(n.tailnet.policy_info().text.is_none());
+    let set = c
+        .set_policy(pb::SetPolicyRequest {
+            policy: policy.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.policy, policy);
+    assert_eq!(set.updated_at.unwrap().seconds, t0().timestamp());
+    assert_eq!(
+        c.get_policy(pb::GetPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .policy,
+        policy
+    );
+    for e in [
+        c.set_policy(pb::SetPolicyRequest {
+            policy: r#"{"acls": [{"action": "allow"}]}"#.into(),
+        })
+        .await
+        .unwrap_err(),
+        c.check_policy(pb::CheckPolicyRequest { policy: "{".into() })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("line 1"), "{e:?}");
+    }
+    assert_eq!(n.tailnet.policy_info().text.as_deref(), Some(policy));
+}
+
+#[tokio::test]
+async fn grpc_set_approved_routes() {
+    let n = Net::new().await;
+    let mut c = n.grpc_client(n.socket.clone(), None);
+    let alice = n
+        .tailnet
+        .create_user(headway_state::tailnet::NewUser {
+            name: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, auth_key) = n
+        .tailnet
+        .create_preauth_key(headway_state::tailnet::NewPreAuthKey {
+            user: Some(alice.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hostinfo = headway_proto::tailcfg::Hostinfo {
+        hostname: "router".into(),
+        routable_ips: vec!["10.1.0.0/16".parse().unwrap()],
+        ..Default::default()
+    };
+    let req = headway_proto::tailcfg::RegisterRequest {
+        version: 133,
+        node_key: headway_proto::keys::NodePublic([4; 32]),
+        auth: Some(headway_proto::tailcfg::RegisterResponseAuth {
+            auth_key,
+            ..Default::default()
+        }),
+        hostinfo: Some(hostinfo),
+        ..Default::default()
+    };
+    n.tailnet
+        .register(headway_proto::keys::MachinePublic([4; 32]), &req)
+        .await
+        .unwrap();
+    let id = n.tailnet.list_nodes(None)[0].id;
+    let node = c
+        .set_approved_routes(pb::SetApprovedRoutesRequest {
+            node_id: id as u64,
+            routes: vec!["10.1.0.0/16".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .node
+        .unwrap();
+    assert_eq!(node.approved_routes, ["10.1.0.0/16"]);
+    for (node_id, routes, code) in [
+        (
+            id as u64,
+            vec!["10.1.0.0/33".to_string()],
+            Code::InvalidArgument,
+        ),
+        (99, vec![], Code::NotFound),
+    ] {
+        let e = c
+            .set_approved_routes(pb::SetApprovedRoutesRequest { node_id, routes })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{e:?}");
+    }
+    let approved: Vec<String> = n
+        .tailnet
+        .node(id)
+        .unwrap()
+        .approved_routes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(approved, ["10.1.0.0/16"]);
 }

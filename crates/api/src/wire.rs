@@ -14,6 +14,7 @@ use headway_state::Tailnet;
 use headway_state::model::{
     self, RegisterMethod, TAGGED_DEVICES_USER_ID, TAGGED_DEVICES_USER_NAME,
 };
+use headway_state::tailnet::{NodeRoutes, is_exit_route};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -291,6 +292,16 @@ pub struct ListNodesResponse {
     pub nodes: Vec<Node>,
 }
 
+/// The whole list of approved routes (headscale's `SetApprovedRoutesRequest`);
+/// an empty list withdraws every approval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct SetApprovedRoutesRequest {
+    /// Prefixes such as `10.0.0.0/24`; `0.0.0.0/0` or `::/0` approves the
+    /// node as an exit node (both families).
+    pub routes: Vec<String>,
+}
+
 // --- interactive registration ---------------------------------------------------
 
 /// Approves a machine waiting on its AuthURL as a node of `user`.
@@ -355,6 +366,71 @@ pub struct ExpireApiKeyRequest {
 #[serde(rename_all = "camelCase")]
 pub struct ListApiKeysResponse {
     pub api_keys: Vec<ApiKey>,
+}
+
+// --- policy ---------------------------------------------------------------------
+
+/// The policy in force (headscale's `GetPolicyResponse`/`SetPolicyResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyResponse {
+    /// The HuJSON text; empty when there is no policy (every node may
+    /// reach every node).
+    pub policy: String,
+    /// When it was set or loaded; `null` when there is no policy.
+    #[schema(required = true)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A policy to set or to check (headscale's `SetPolicyRequest`/`CheckPolicyRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PolicyRequest {
+    /// The HuJSON text; empty means no policy.
+    pub policy: String,
+}
+
+// --- OAuth clients ----------------------------------------------------------------
+
+/// An OAuth client of the v2 API, as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthClient {
+    pub id: Id,
+    /// The public client id (`client_id` at the token endpoint).
+    pub client_id: String,
+    pub description: String,
+    /// What its tokens may do (`devices:core`, `auth_keys:read`, `all`…).
+    pub scopes: Vec<String>,
+    /// The tags its tokens may give to devices and auth keys.
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct CreateOAuthClientRequest {
+    pub description: String,
+    /// At least one of `all`, `devices:core`, `devices:routes`, `auth_keys`,
+    /// `policy_file`, each also as `<scope>:read`.
+    pub scopes: Vec<String>,
+    /// Required with write access to auth keys (keys made through OAuth are
+    /// always tagged).
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOAuthClientResponse {
+    pub oauth_client: OAuthClient,
+    /// The secret (`hskey-client-<clientId>-<secret>`), shown this once.
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOAuthClientsResponse {
+    pub oauth_clients: Vec<OAuthClient>,
 }
 
 // --- misc -----------------------------------------------------------------
@@ -459,6 +535,34 @@ impl From<RegisterMethod> for WireRegisterMethod {
     }
 }
 
+/// The routes a node serves to its peers right now, as headscale reports
+/// them: the subnet routes it is the primary router for, and the exit
+/// routes it serves (every approved exit node serves them).
+pub(crate) fn subnet_routes(routes: &NodeRoutes) -> Vec<String> {
+    let mut out: Vec<_> = routes
+        .primary
+        .iter()
+        .chain(routes.serving.iter().filter(|r| is_exit_route(r)))
+        .copied()
+        .collect();
+    out.sort();
+    out.dedup();
+    out.iter().map(|r| r.to_string()).collect()
+}
+
+impl From<&model::OAuthClient> for OAuthClient {
+    fn from(c: &model::OAuthClient) -> Self {
+        OAuthClient {
+            id: c.id.into(),
+            client_id: c.prefix.clone(),
+            description: c.description.clone(),
+            scopes: c.scopes.clone(),
+            tags: c.tags.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
 impl Node {
     pub(crate) fn from_domain(tailnet: &Tailnet, node: &model::Node) -> Self {
         let user = if node.is_tagged() {
@@ -493,8 +597,10 @@ impl Node {
                 .iter()
                 .map(|r| r.to_string())
                 .collect(),
-            // Primary-route election is not exposed by the service layer yet.
-            subnet_routes: Vec::new(),
+            subnet_routes: tailnet
+                .node_routes(node.id)
+                .map(|r| subnet_routes(&r))
+                .unwrap_or_default(),
             tags: node.tags.clone(),
         }
     }
