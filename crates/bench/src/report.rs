@@ -165,7 +165,7 @@ fn rows(r: &Results) -> Vec<(&'static str, String)> {
     let idle = r.idle.seconds > 0.0;
     let connected = r.server.rss_bytes_connected > 0;
     rows.retain(|(label, _)| {
-        let measured = if label.starts_with("ramp:") || label.starts_with("server CPU per node") {
+        if label.starts_with("ramp:") || label.starts_with("server CPU per node") {
             ramp
         } else if label.starts_with("registration") {
             registration
@@ -175,8 +175,7 @@ fn rows(r: &Results) -> Vec<(&'static str, String)> {
             connected
         } else {
             true
-        };
-        measured
+        }
     });
     rows
 }
@@ -225,6 +224,8 @@ pub fn markdown_results(runs: &[Results]) -> String {
             }
         }
     }
+    // Say first that a run was cut short.
+    labels.sort_by_key(|l| !l.starts_with("RUN ABORTED"));
     for label in labels {
         let _ = write!(out, "| {label} |");
         for t in &tables {
@@ -251,7 +252,12 @@ pub fn markdown_targets(runs: &[Results]) -> String {
                 t.name,
                 t.value,
                 t.limit,
-                if t.met { "yes" } else { "**no**" }
+                match (t.met, &r.aborted) {
+                    // A run cut short met nothing: its peak is not the peak.
+                    (true, Some(_)) => "**no** (run incomplete)",
+                    (true, None) => "yes",
+                    (false, _) => "**no**",
+                }
             );
         }
     }

@@ -63,6 +63,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server with its state in `data_dir` and waits until it answers.
     pub async fn spawn(command: &ServerCommand, data_dir: &Path) -> anyhow::Result<Self> {
+        // Absolute: the server resolves relative paths against its data directory.
+        let data_dir = &std::path::absolute(data_dir)?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let port = free_port()?;
