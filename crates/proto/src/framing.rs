@@ -39,14 +39,34 @@ impl Compression {
     }
 }
 
+thread_local! {
+    /// One compression context per thread, reused: creating a context costs
+    /// more than compressing a small map message with it.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Level 1: map messages are small and latency matters more than ratio.
+const ZSTD_LEVEL: i32 = 1;
+
+fn compress_zstd(json: &[u8]) -> Result<Vec<u8>, FramingError> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let c = match slot.as_mut() {
+            Some(c) => c,
+            None => {
+                slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(FramingError::Zstd)?)
+            }
+        };
+        c.compress(json).map_err(FramingError::Zstd)
+    })
+}
+
 /// Frames already-serialised JSON.
 pub fn frame_json(json: &[u8], compression: Compression) -> Result<Bytes, FramingError> {
     let payload: std::borrow::Cow<'_, [u8]> = match compression {
         Compression::None => json.into(),
-        // Level 1: map messages are small and latency matters more than ratio.
-        Compression::Zstd => zstd::bulk::compress(json, 1)
-            .map_err(FramingError::Zstd)?
-            .into(),
+        Compression::Zstd => compress_zstd(json)?.into(),
     };
     if payload.len() > MAX_MESSAGE {
         return Err(FramingError::TooLarge(payload.len()));

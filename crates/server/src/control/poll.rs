@@ -86,6 +86,9 @@ async fn run(
         peers = full.peers.len(),
         "map stream started"
     );
+    // Not kept for the life of the stream: held across the loop's awaits,
+    // every session would keep a copy of the whole tailnet.
+    drop(full);
     let mut deadline = next_keep_alive(c.timing.keep_alive);
     loop {
         tokio::select! {
