@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page, or with --dir write a page per command,
+    /// e.g. `headway man --dir /usr/local/share/man/man1`
+    Man {
+        /// Directory for headway.1 and one page per subcommand
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Check the configuration (same as `config check`)
     #[command(hide = true)]
     Configtest,
@@ -468,6 +475,8 @@ mod tests {
             ],
             &["headway", "version", "-o", "json-line"],
             &["headway", "completions", "zsh"],
+            &["headway", "man"],
+            &["headway", "man", "--dir", "/tmp/man"],
             &[
                 "headway",
                 "auth",

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod commands;
 mod duration;
+mod man;
 mod output;
 mod remote;
 mod serve;
@@ -86,6 +87,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output::write_stdout(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Man { dir } => {
+            man::run(dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
@@ -104,7 +109,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Version
                 | Command::Config(_)
                 | Command::Configtest
-                | Command::Completions { .. } => {}
+                | Command::Completions { .. }
+                | Command::Man { .. } => {}
             }
             Ok(ExitCode::SUCCESS)
         }
