@@ -183,16 +183,6 @@ pub(crate) const KEYS: &[Key] = &[
 /// warning naming the keys. Delete an entry when its feature lands.
 pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     (
-        "acme_",
-        "automatic TLS certificates (ACME)",
-        Some("tls_letsencrypt_hostname"),
-    ),
-    (
-        "tls_letsencrypt_",
-        "automatic TLS certificates (ACME)",
-        Some("tls_letsencrypt_hostname"),
-    ),
-    (
         "derp.auto_update_enabled",
         "periodic DERP map refresh",
         None,

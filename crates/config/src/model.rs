@@ -246,7 +246,7 @@ pub enum TlsConfig {
         cert_path: PathBuf,
         key_path: PathBuf,
     },
-    /// `tls_letsencrypt_*` and `acme_*` (not built yet).
+    /// `tls_letsencrypt_*` and `acme_*`: certificates over ACME.
     LetsEncrypt(LetsEncryptConfig),
 }
 

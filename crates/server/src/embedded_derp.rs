@@ -63,6 +63,10 @@ impl EmbeddedDerp {
             )
             .await?;
             let addr = l.local_addr()?;
+            #[cfg(unix)]
+            if ds.tls_key_path.exists() {
+                keys::check_private(&ds.tls_key_path, "DERP TLS key (derp.server.tls_key_path)")?;
+            }
             let cert = SelfSignedCert::load_or_generate(
                 &ds.tls_cert_path,
                 &ds.tls_key_path,

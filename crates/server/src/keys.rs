@@ -1,6 +1,7 @@
 //! The server's long-lived private keys (Noise, DERP) on disk, in the text
 //! form Tailscale and headscale use (`privkey:<hex>`), so a headscale key file
-//! works unchanged. Created owner-only; refused when others can read them.
+//! works unchanged. Created owner-only (0600, in a 0700 directory when the
+//! directory is new); refused when the group or other users can read them.
 
 use std::path::Path;
 
@@ -27,13 +28,17 @@ pub fn load_or_create(path: &Path, what: &str) -> anyhow::Result<PrivateKey> {
     Ok(key)
 }
 
+/// Refuses a key file that anyone but its owner can use.
 #[cfg(unix)]
-fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)?.permissions().mode();
-    if mode & 0o007 != 0 {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading the {what} at {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
         bail!(
-            "the {what} at {} is accessible to every user (mode {:o}); run `chmod 600 {}`",
+            "the {what} at {} is accessible to users other than its owner (mode {:o}); run `chmod 600 {}`",
             path.display(),
             mode & 0o777,
             path.display()
@@ -83,9 +88,14 @@ mod tests {
                 std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
                 0o600
             );
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let err = load_or_create(&path, "Noise key").unwrap_err().to_string();
-            assert!(err.contains("chmod 600"), "{err}");
+            for loose in [0o644, 0o640, 0o604, 0o660] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+                let err = load_or_create(&path, "Noise key").unwrap_err().to_string();
+                assert!(
+                    err.contains("chmod 600") && err.contains("noise.key"),
+                    "{err}"
+                );
+            }
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             std::fs::write(&path, "garbage").unwrap();
             let err = format!("{:#}", load_or_create(&path, "Noise key").unwrap_err());

@@ -4,14 +4,17 @@
 //!
 //! Nothing here decides anything about the tailnet: that is `headway-state`.
 
+mod acme;
 pub mod control;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
 mod keys;
+pub mod listener;
 mod oidc;
 mod register_page;
 mod settings;
+pub mod tls;
 mod watched_files;
 
 use std::net::SocketAddr;
@@ -217,36 +220,43 @@ impl Server {
             }
             None => (None, None),
         };
-        match &config.tls {
-            None => {
-                let sd = shutdown.clone();
-                tasks.spawn(async move {
-                    axum::serve(
-                        listener,
-                        app.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(sd.cancelled_owned())
-                    .await
-                    .context("control listener failed")
-                });
-            }
+        // The main listener's certificate source (none: plain HTTP).
+        let main_tls = match &config.tls {
+            None => None,
             Some(TlsConfig::Files {
                 cert_path,
                 key_path,
             }) => {
-                let tls = load_tls(cert_path, key_path)?;
-                let sd = shutdown.clone();
-                tasks.spawn(async move {
-                    headway_derp::serve_tls(listener, tls, app, sd.cancelled_owned())
-                        .await
-                        .context("TLS listener failed")
-                });
+                let files = tls::FileCert::load(cert_path, key_path)?;
+                files.follow(&mut tasks, shutdown.clone());
+                Some(tls::server_config(files, &[])?)
             }
-            Some(TlsConfig::LetsEncrypt(_)) => {
-                bail!(
-                    "tls_letsencrypt_hostname: ACME certificates are not supported by this build yet; use tls_cert_path/tls_key_path or a TLS proxy"
-                )
+            Some(TlsConfig::LetsEncrypt(le)) => {
+                let acme = acme::Acme::new(le, tailnet.clone())?;
+                if le.challenge_type == headway_config::AcmeChallenge::Http01 {
+                    let addr = acme::parse_listen(&le.listen)?;
+                    let l =
+                        bind_tcp(addr, "ACME HTTP-01 challenges", "tls_letsencrypt_listen").await?;
+                    let router = acme.http01_router();
+                    let sd = shutdown.clone();
+                    tasks.spawn(async move {
+                        listener::serve(l, None, router, listener::Limits::default(), sd)
+                            .await
+                            .context("tls_letsencrypt_listen failed")
+                    });
+                }
+                acme.spawn_renewal(&mut tasks, shutdown.clone());
+                Some(tls::server_config(acme, &[acme::ACME_TLS_ALPN])?)
             }
+        };
+        {
+            let tls = main_tls.clone();
+            let sd = shutdown.clone();
+            tasks.spawn(async move {
+                listener::serve(listener, tls, app, listener::Limits::default(), sd)
+                    .await
+                    .context("control listener failed")
+            });
         }
 
         let unix_socket = config.unix_socket.clone();
@@ -264,15 +274,7 @@ impl Server {
 
         let grpc_addr = match config.grpc_listen_addr {
             Some(addr) => {
-                let tls = match &config.tls {
-                    Some(TlsConfig::Files {
-                        cert_path,
-                        key_path,
-                    }) => Some(headway_api::listen::grpc_tls(&*load_tls(
-                        cert_path, key_path,
-                    )?)),
-                    _ => None,
-                };
+                let tls = main_tls.as_ref().map(|t| headway_api::listen::grpc_tls(t));
                 if tls.is_some() || config.grpc_allow_insecure {
                     let listener = bind_tcp(addr, "gRPC API", "grpc_listen_addr").await?;
                     if tls.is_none() {
@@ -374,27 +376,4 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> 
             .with_context(|| format!("setting permissions of {}", path.display()))?;
     }
     Ok(l)
-}
-
-fn load_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("tls_cert_path: reading {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| {
-            format!(
-                "tls_cert_path: {} is not a PEM certificate chain",
-                cert.display()
-            )
-        })?;
-    if certs.is_empty() {
-        bail!("tls_cert_path: {} holds no certificate", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("tls_key_path: {} is not a PEM private key", key.display()))?;
-    Ok(headway_derp::tls::server_config(certs, key)?)
 }

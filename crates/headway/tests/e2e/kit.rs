@@ -89,9 +89,32 @@ pub struct ServerOpts {
     pub extra_yaml: String,
 }
 
+/// How a test server is reached and run, beyond its config: the scheme and
+/// host of `server_url` (https for TLS tests) and extra environment.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub scheme: &'static str,
+    pub host: String,
+    pub env: Vec<(String, String)>,
+    /// The main listener's port (`None`: a free one).
+    pub port: Option<u16>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            scheme: "http",
+            host: "127.0.0.1".into(),
+            env: Vec::new(),
+            port: None,
+        }
+    }
+}
+
 /// A `headway serve` process with its own data directory and ports.
 pub struct Headway {
     pub dir: PathBuf,
+    launch: Launch,
     pub config: PathBuf,
     pub port: u16,
     pub derp_port: u16,
@@ -102,7 +125,10 @@ pub struct Headway {
 
 impl Headway {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!(
+            "{}://{}:{}",
+            self.launch.scheme, self.launch.host, self.port
+        )
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -114,12 +140,17 @@ impl Headway {
     }
 
     pub async fn start(dir: &Path, opts: ServerOpts) -> Headway {
-        let port = free_tcp_port();
+        Self::launch(dir, opts, Launch::default()).await
+    }
+
+    /// [`Headway::start`] with another scheme, host or environment.
+    pub async fn launch(dir: &Path, opts: ServerOpts, launch: Launch) -> Headway {
+        let port = launch.port.unwrap_or_else(free_tcp_port);
         let derp_port = free_tcp_port();
         let stun_port = free_udp_port();
         let config = dir.join("config.yaml");
         let yaml = format!(
-            "server_url: http://127.0.0.1:{port}\n\
+            "server_url: {scheme}://{host}:{port}\n\
              listen_addr: 127.0.0.1:{port}\n\
              metrics_listen_addr: 127.0.0.1:{metrics}\n\
              data_dir: {data}\n\
@@ -127,6 +158,8 @@ impl Headway {
              derp:\n  server:\n    enabled: true\n    stun_listen_addr: 127.0.0.1:{stun_port}\n    tls_listen_addr: 127.0.0.1:{derp_port}\n\
              log:\n  level: debug\n\
              {extra}\n",
+            scheme = launch.scheme,
+            host = launch.host,
             metrics = free_tcp_port(),
             data = dir.join("data").display(),
             sock = dir.join("headway.sock").display(),
@@ -135,6 +168,7 @@ impl Headway {
         std::fs::write(&config, yaml).unwrap();
         let mut h = Headway {
             dir: dir.to_path_buf(),
+            launch,
             config,
             port,
             derp_port,
@@ -157,6 +191,7 @@ impl Headway {
             .arg(&self.config)
             .arg("serve")
             .env("RUST_LOG", "info,headway_server=debug,headway_state=debug")
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)

@@ -10,3 +10,4 @@ mod api;
 mod control_plane;
 mod oidc;
 mod policy;
+mod tls;

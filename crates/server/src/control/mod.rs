@@ -1,6 +1,7 @@
 //! The control protocol's HTTP side: `GET /key`, the `/ts2021` upgrade to
 //! Noise, and the HTTP/2 service (`/machine/*`) inside each Noise connection.
 
+pub mod attempts;
 mod machine;
 mod poll;
 mod upgrade;
@@ -29,6 +30,10 @@ pub struct Control {
     pub timing: Timing,
     /// Ends open streams at shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Failed handshakes and registrations per address.
+    pub attempts: Arc<attempts::Attempts>,
+    /// The client's address, on a Noise connection's copy.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Timers of the map stream (shortened in tests).
@@ -64,6 +69,8 @@ impl Control {
             noise_public,
             timing: Timing::default(),
             shutdown,
+            attempts: Arc::default(),
+            peer: None,
         }
     }
 

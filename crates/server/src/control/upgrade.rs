@@ -14,12 +14,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::attempts::{self, Door, RegisterGuard};
 use super::{Control, machine};
 
 const PROTOCOL: &str = "tailscale-control-protocol";
 const HANDSHAKE_HEADER: &str = "x-tailscale-handshake";
 
-pub(super) async fn ts2021(State(c): State<Control>, req: Request) -> Response {
+pub(super) async fn ts2021(State(mut c): State<Control>, req: Request) -> Response {
+    c.peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|ci| ci.0.ip());
+    if let Some(refused) = c.attempts.refuse(&c.tailnet, Door::Handshake, c.peer) {
+        return refused;
+    }
     let upgrade = req
         .headers()
         .get(header::UPGRADE)
@@ -48,6 +56,7 @@ fn post_upgrade(c: Control, mut req: Request) -> Response {
     let initiation = match noise::decode_handshake_header(value.as_bytes()) {
         Ok(i) => i,
         Err(e) => {
+            c.attempts.fail(&c.tailnet, Door::Handshake, c.peer);
             return (
                 StatusCode::BAD_REQUEST,
                 format!("X-Tailscale-Handshake: {e}"),
@@ -91,6 +100,7 @@ async fn websocket_upgrade(c: Control, req: Request) -> Response {
     let initiation = match noise::decode_handshake_header(initiation.as_bytes()) {
         Ok(i) => i,
         Err(e) => {
+            c.attempts.fail(&c.tailnet, Door::Handshake, c.peer);
             return (
                 StatusCode::BAD_REQUEST,
                 format!("X-Tailscale-Handshake: {e}"),
@@ -128,7 +138,8 @@ pub async fn serve_noise_connection<T>(
     let handshake = match accepted {
         Ok(h) => h,
         Err(e) => {
-            tracing::debug!("Noise handshake refused: {e}");
+            tracing::debug!(peer = ?c.peer, "Noise handshake refused: {e}");
+            c.attempts.fail(&c.tailnet, Door::Handshake, c.peer);
             let _ = io
                 .write_all(&noise::error_frame(&format!("handshake failed: {e}")))
                 .await;
@@ -155,7 +166,16 @@ pub async fn serve_noise_connection<T>(
         return;
     }
     let shutdown = c.shutdown.clone();
-    let service = TowerToHyperService::new(machine::router(c, machine_key));
+    let guard = RegisterGuard {
+        attempts: c.attempts.clone(),
+        tailnet: c.tailnet.clone(),
+        peer: c.peer,
+    };
+    let router = machine::router(c, machine_key).layer(axum::middleware::from_fn_with_state(
+        guard,
+        attempts::guard_register,
+    ));
+    let service = TowerToHyperService::new(router);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .max_concurrent_streams(64)
