@@ -257,7 +257,7 @@ mod tests {
         let mut head = [0u8; 9];
         s.read_exact(&mut head).await.unwrap();
         assert_eq!(head[3], 4, "the server's first frame is SETTINGS");
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload).await.unwrap();
         let settings: Vec<(u16, u32)> = payload
