@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, query_id};
 use crate::wire::{
@@ -58,7 +59,13 @@ pub(crate) async fn create_api_key(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<CreateApiKeyRequest>,
 ) -> Result<Json<CreateApiKeyResponse>, ApiError> {
-    let (_, api_key) = tailnet.create_api_key(body.expiration).await?;
+    let (key, api_key) = tailnet.create_api_key(body.expiration).await?;
+    audit::note(
+        "api_key.create",
+        format!("api_key:{}", key.prefix),
+        None,
+        audit::snapshot(&ApiKey::from(&key)),
+    );
     Ok(Json(CreateApiKeyResponse { api_key }))
 }
 
@@ -81,6 +88,19 @@ fn named_key(tailnet: &Tailnet, id: Option<i64>, prefix: &str) -> Result<i64, Ap
         .find(|k| k.prefix == prefix)
         .ok_or_else(|| headway_state::Error::not_found("API key", prefix))?;
     Ok(key.id)
+}
+
+fn note_key(action: &str, tailnet: &Tailnet, id: i64) {
+    let key = tailnet.list_api_keys().into_iter().find(|k| k.id == id);
+    let target = key.as_ref().map_or(format!("api_key:#{id}"), |k| {
+        format!("api_key:{}", k.prefix)
+    });
+    audit::note(
+        action,
+        target,
+        None,
+        key.as_ref().and_then(|k| audit::snapshot(&ApiKey::from(k))),
+    );
 }
 
 /// `hskey-api-<prefix>-<secret>` (or `…-***`) → `<prefix>`.
@@ -109,6 +129,7 @@ pub(crate) async fn expire_api_key(
 ) -> Result<Json<Empty>, ApiError> {
     let id = named_key(&tailnet, body.id.get(), &body.prefix)?;
     tailnet.expire_api_key(id).await?;
+    note_key("api_key.expire", &tailnet, id);
     Ok(Json(Empty {}))
 }
 
@@ -137,7 +158,19 @@ pub(crate) async fn delete_api_key(
 ) -> Result<Json<Empty>, ApiError> {
     let id = query_id("id", "API key", query.id.as_deref())?;
     let id = named_key(&tailnet, id, &prefix)?;
+    let before = tailnet.list_api_keys().into_iter().find(|k| k.id == id);
     tailnet.delete_api_key(id).await?;
+    let target = before.as_ref().map_or(format!("api_key:#{id}"), |k| {
+        format!("api_key:{}", k.prefix)
+    });
+    audit::note(
+        "api_key.delete",
+        target,
+        before
+            .as_ref()
+            .and_then(|k| audit::snapshot(&ApiKey::from(k))),
+        None,
+    );
     Ok(Json(Empty {}))
 }
 

@@ -23,6 +23,7 @@
 //! server encodes.
 
 mod api_keys;
+pub mod audit;
 mod auth;
 mod docs;
 pub mod error;
@@ -72,7 +73,9 @@ pub fn router(tailnet: Arc<Tailnet>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(tailnet.clone())
-        .merge(grpc::routes(tailnet))
+        .merge(grpc::routes(tailnet.clone()))
+        // Every caller here is the local administrator (no Caller: `local`).
+        .layer(from_fn_with_state(tailnet, audit::record))
 }
 
 /// The network door (the main listener): REST v1 and the v2 subset, each
@@ -86,6 +89,8 @@ pub fn network_router(tailnet: Arc<Tailnet>, guard: Arc<Guard>) -> Router {
         .merge(v2::routes())
         .route("/api/{*rest}", any(error::no_route))
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Inside the guard: the audit log sees the caller it established.
+        .layer(from_fn_with_state(tailnet.clone(), audit::record))
         .layer(from_fn_with_state(guard.clone(), guard::require_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(tailnet.clone());
@@ -103,8 +108,9 @@ pub fn network_router(tailnet: Arc<Tailnet>, guard: Arc<Guard>) -> Router {
 /// The gRPC door (`grpc_listen_addr`): the gRPC service, each call with an
 /// API key checked by `guard`.
 pub fn grpc_network_router(tailnet: Arc<Tailnet>, guard: Arc<Guard>) -> Router {
-    grpc::routes(tailnet)
+    grpc::routes(tailnet.clone())
         .route("/{*rest}", any(grpc::no_method))
+        .layer(from_fn_with_state(tailnet, audit::record))
         .layer(from_fn_with_state(guard, guard::require_key))
 }
 
@@ -121,6 +127,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api_routes() -> OpenApiRouter<Arc<Tailnet>> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(health::routes())
+        .merge(audit::routes())
         .merge(users::routes())
         .merge(preauth_keys::routes())
         .merge(nodes::routes())

@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, path_id};
 use crate::wire::{
@@ -106,7 +107,9 @@ pub(crate) async fn delete_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Empty>, ApiError> {
-    tailnet.delete_node(node_id(&id)?).await?;
+    let id = node_id(&id)?;
+    let before = tailnet.delete_node(id).await?;
+    audit::note_node("node.delete", id, Some(&before), None);
     Ok(Json(Empty {}))
 }
 
@@ -153,9 +156,11 @@ pub(crate) async fn expire_node(
             ))
         })?),
     };
+    let before = tailnet.node(id);
     let node = tailnet
         .expire_node(id, body.expiry.or(query_expiry))
         .await?;
+    audit::note_node("node.expire", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }
 
@@ -180,7 +185,10 @@ pub(crate) async fn rename_node(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams((id, new_name)): PathParams<(String, String)>,
 ) -> Result<Json<NodeResponse>, ApiError> {
-    let node = tailnet.rename_node(node_id(&id)?, &new_name).await?;
+    let id = node_id(&id)?;
+    let before = tailnet.node(id);
+    let node = tailnet.rename_node(id, &new_name).await?;
+    audit::note_node("node.rename", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }
 
@@ -208,7 +216,9 @@ pub(crate) async fn move_node(
             "request body, field user: the id of the new owner is required",
         ));
     };
+    let before = tailnet.node(id);
     let node = tailnet.move_node(id, user).await?;
+    audit::note_node("node.move", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }
 
@@ -231,7 +241,10 @@ pub(crate) async fn set_tags(
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SetTagsRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
-    let node = tailnet.set_node_tags(node_id(&id)?, &body.tags).await?;
+    let id = node_id(&id)?;
+    let before = tailnet.node(id);
+    let node = tailnet.set_node_tags(id, &body.tags).await?;
+    audit::note_node("node.tags", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }
 
@@ -258,7 +271,9 @@ pub(crate) async fn set_approved_routes(
     JsonBody(body): JsonBody<SetApprovedRoutesRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
     let id = node_id(&id)?;
+    let before = tailnet.node(id);
     tailnet.approve_routes(id, &body.routes).await?;
     let node = tailnet.get_node(id)?;
+    audit::note_node("node.approve_routes", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }

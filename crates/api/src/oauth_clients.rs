@@ -15,6 +15,7 @@ use headway_state::tailnet::NewOAuthClient;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams};
 use crate::wire::{
@@ -69,8 +70,15 @@ pub(crate) async fn create_oauth_client(
             tags: body.tags,
         })
         .await?;
+    let oauth_client = OAuthClient::from(&client);
+    audit::note(
+        "oauth_client.create",
+        format!("oauth_client:#{}", client.id),
+        None,
+        audit::snapshot(&oauth_client),
+    );
     Ok(Json(CreateOAuthClientResponse {
-        oauth_client: OAuthClient::from(&client),
+        oauth_client,
         client_secret,
     }))
 }
@@ -92,6 +100,12 @@ pub(crate) async fn delete_oauth_client(
 ) -> Result<Json<Empty>, ApiError> {
     let client = tailnet.find_oauth_client(client_id_of(client_id.trim()))?;
     tailnet.delete_oauth_client(client.id).await?;
+    audit::note(
+        "oauth_client.delete",
+        format!("oauth_client:#{}", client.id),
+        audit::snapshot(&OAuthClient::from(&client)),
+        None,
+    );
     Ok(Json(Empty {}))
 }
 

@@ -38,6 +38,10 @@ pub(crate) fn base() -> OpenApi {
         .tags(Some([
             tag("Health", "Is the server able to serve"),
             tag(
+                "Audit",
+                "Who did what: admin actions and node authentication events",
+            ),
+            tag(
                 "Users",
                 "People (and identity-provider accounts) that own nodes",
             ),

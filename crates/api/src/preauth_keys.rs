@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, QueryParams, query_id};
 use crate::wire::{
@@ -92,6 +93,13 @@ pub(crate) async fn create_preauth_key(
             tags: body.acl_tags,
         })
         .await?;
+    // The listing form: the key by its prefix, never its secret.
+    audit::note(
+        "preauth_key.create",
+        format!("preauth_key:{}", key.id),
+        None,
+        audit::snapshot(&PreAuthKey::stored(&tailnet, &key)),
+    );
     Ok(Json(PreAuthKeyResponse {
         pre_auth_key: PreAuthKey::created(&tailnet, &key, full_text),
     }))
@@ -135,6 +143,12 @@ pub(crate) async fn expire_preauth_key(
         }
     };
     tailnet.expire_preauth_key(id).await?;
+    audit::note(
+        "preauth_key.expire",
+        format!("preauth_key:{id}"),
+        None,
+        None,
+    );
     Ok(Json(Empty {}))
 }
 
@@ -178,6 +192,12 @@ pub(crate) async fn delete_preauth_key(
         ));
     };
     tailnet.delete_preauth_key(id).await?;
+    audit::note(
+        "preauth_key.delete",
+        format!("preauth_key:{id}"),
+        None,
+        None,
+    );
     Ok(Json(Empty {}))
 }
 

@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, path_id, query_id};
 use crate::wire::{CreateUserRequest, Empty, ListUsersResponse, User, UserResponse};
@@ -93,9 +94,14 @@ pub(crate) async fn create_user(
             ..NewUser::default()
         })
         .await?;
-    Ok(Json(UserResponse {
-        user: User::from(&user),
-    }))
+    let user = User::from(&user);
+    audit::note(
+        "user.create",
+        format!("user:{}", user.id),
+        None,
+        audit::snapshot(&user),
+    );
+    Ok(Json(UserResponse { user }))
 }
 
 /// Rename user
@@ -118,10 +124,15 @@ pub(crate) async fn rename_user(
     PathParams((old_id, new_name)): PathParams<(String, String)>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let id = path_id("oldId", "user", &old_id)?;
-    let user = tailnet.rename_user(id, &new_name).await?;
-    Ok(Json(UserResponse {
-        user: User::from(&user),
-    }))
+    let before = tailnet.user(id).map(|u| User::from(&*u));
+    let user = User::from(&tailnet.rename_user(id, &new_name).await?);
+    audit::note(
+        "user.rename",
+        format!("user:{id}"),
+        before.as_ref().and_then(audit::snapshot),
+        audit::snapshot(&user),
+    );
+    Ok(Json(UserResponse { user }))
 }
 
 /// Delete user
@@ -142,6 +153,14 @@ pub(crate) async fn delete_user(
     State(tailnet): State<Arc<Tailnet>>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Empty>, ApiError> {
-    tailnet.delete_user(path_id("id", "user", &id)?).await?;
+    let id = path_id("id", "user", &id)?;
+    let before = tailnet.user(id).map(|u| User::from(&*u));
+    tailnet.delete_user(id).await?;
+    audit::note(
+        "user.delete",
+        format!("user:{id}"),
+        before.as_ref().and_then(audit::snapshot),
+        None,
+    );
     Ok(Json(Empty {}))
 }

@@ -207,6 +207,7 @@ pub(crate) fn decode(r: &mut Reader) -> Option<Config> {
     let database = database(r);
     let tls = tls(r);
     let log = log(r);
+    let audit = audit(r);
     let policy = policy(r);
     let dns = dns(r);
     let unix_socket = r.state_path("unix_socket");
@@ -239,6 +240,7 @@ pub(crate) fn decode(r: &mut Reader) -> Option<Config> {
         database: database?,
         tls: tls?,
         log: log?,
+        audit: audit?,
         policy: policy?,
         dns: dns?,
         unix_socket: unix_socket?,
@@ -605,6 +607,20 @@ fn tls(r: &mut Reader) -> Option<Option<TlsConfig>> {
             None
         }
     }
+}
+
+fn audit(r: &mut Reader) -> Option<AuditConfig> {
+    let origin = r.origin("audit.log_path");
+    let path = r.get("audit.log_path", values::optional_text);
+    let retention = r.get("audit.retention", values::optional_duration);
+    let log_path = path?.map(|p| match p.trim() {
+        "-" | "stdout" => AuditSinkPath::Stdout,
+        p => AuditSinkPath::File(r.resolve_input(p, &origin)),
+    });
+    Some(AuditConfig {
+        log_path,
+        retention: retention?,
+    })
 }
 
 fn log(r: &mut Reader) -> Option<LogConfig> {

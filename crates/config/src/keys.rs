@@ -141,6 +141,8 @@ pub(crate) const KEYS: &[Key] = &[
     text("tls_key_path", ""),
     text("log.level", "info"),
     text("log.format", "text"),
+    text("audit.log_path", ""),
+    scalar("audit.retention", "0"),
     text("policy.mode", "file"),
     text("policy.path", ""),
     scalar("dns.magic_dns", "true"),
@@ -195,7 +197,6 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
     ("node.routes.ha.", "HA subnet router health probing", None),
     ("preauth_keys.", "deleting revoked pre-auth keys", None),
     ("trusted_proxies", "trusting forwarded-for headers", None),
-    ("metrics_listen_addr", "the metrics listener", None),
 ];
 
 /// headscale keys that have no meaning in Headway. They are accepted (a

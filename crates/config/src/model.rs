@@ -43,6 +43,7 @@ pub struct Config {
     /// `None`: plain HTTP on `listen_addr` (e.g. behind a TLS proxy).
     pub tls: Option<TlsConfig>,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub policy: PolicyConfig,
     pub dns: DnsConfig,
     /// The admin socket the local CLI uses without authentication.
@@ -274,6 +275,25 @@ pub enum AcmeChallenge {
 pub struct LogConfig {
     pub level: LogLevel,
     pub format: LogFormat,
+}
+
+/// `audit.*`: the audit log is always kept in the database; these add a
+/// copy as JSON lines and a retention limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `audit.log_path`: also write each entry as one JSON line to this
+    /// file (`-` for standard output); `None`: database only.
+    pub log_path: Option<AuditSinkPath>,
+    /// `audit.retention`: entries older than this are deleted; `None`
+    /// (`0`): kept forever.
+    pub retention: Option<Duration>,
+}
+
+/// Where `audit.log_path` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSinkPath {
+    Stdout,
+    File(PathBuf),
 }
 
 /// `log.level`; headscale's `fatal` and `panic` read as `Error`,

@@ -111,6 +111,7 @@ fn defaults(data: &Path) -> Config {
             level: LogLevel::Info,
             format: LogFormat::Text,
         },
+        audit: AuditConfig::default(),
         policy: PolicyConfig {
             mode: PolicyMode::File,
             path: None,
@@ -939,4 +940,27 @@ fn config_file_search_order() {
             "config.json",
         ]
     );
+}
+
+#[test]
+fn audit_keys_read_a_file_stdout_and_a_retention() {
+    let c = load_yaml(
+        "audit:\n  log_path: /var/log/headway/audit.jsonl\n  retention: 90d\n",
+        &[],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.audit.log_path,
+        Some(AuditSinkPath::File("/var/log/headway/audit.jsonl".into()))
+    );
+    assert_eq!(
+        c.audit.retention,
+        Some(std::time::Duration::from_secs(90 * 86400))
+    );
+    let c = load_yaml("audit: {log_path: \"-\"}\n", &[]).unwrap().config;
+    assert_eq!(c.audit.log_path, Some(AuditSinkPath::Stdout));
+    assert_eq!(c.audit.retention, None);
+    let err = load_yaml("audit: {retention: soon}\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("audit.retention"), "{err}");
 }

@@ -82,6 +82,9 @@ pub enum Command {
     /// Manage the API keys that open the admin API over the network
     #[command(subcommand, visible_alias = "apikey", alias = "api")]
     Apikeys(ApikeysCommand),
+    /// Read the audit log: admin actions and node authentication events
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCommand),
     /// Check that the running server and its database answer
     Health,
     /// Print the version and the Tailscale clients it supports

@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
                 Command::Auth(c) => commands::auth::run(&ctx, c).await?,
                 Command::Apikeys(c) => commands::apikeys::run(&ctx, c).await?,
+                Command::Audit(c) => commands::audit::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
                 Command::Serve
                 | Command::Version

@@ -146,7 +146,9 @@ impl EmbeddedDerp {
                 weak.upgrade().is_some_and(|t| t.node_by_key(key).is_some())
             });
         }
-        let router = headway_derp::router(Arc::new(server));
+        let server = Arc::new(server);
+        crate::observability::register_derp(tailnet, &server);
+        let router = headway_derp::router(server);
         if let Some(sock) = self.stun {
             let sd = shutdown.clone();
             tasks.spawn(async move {

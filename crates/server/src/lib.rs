@@ -5,12 +5,14 @@
 //! Nothing here decides anything about the tailnet: that is `headway-state`.
 
 mod acme;
+mod audit_log;
 pub mod control;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
 mod keys;
 pub mod listener;
+mod observability;
 mod oidc;
 mod register_page;
 mod settings;
@@ -80,6 +82,8 @@ pub struct Server {
     pub unix_socket: PathBuf,
     /// Where the remote gRPC API listens (`grpc_listen_addr`), when it does.
     pub grpc_addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/ready` and `/debug` answer (`metrics_listen_addr`).
+    pub metrics_addr: Option<SocketAddr>,
     tasks: JoinSet<anyhow::Result<()>>,
     shutdown: CancellationToken,
 }
@@ -204,7 +208,10 @@ impl Server {
         };
         let mut app: Router = control
             .router()
-            .route("/health", axum::routing::get(health))
+            .route("/health", {
+                let t = tailnet.clone();
+                axum::routing::get(move || observability::headscale_health(t.clone()))
+            })
             .merge(pages);
         // The admin API on the network: REST v1 and the v2 subset, each
         // call with a key (the OpenAPI document and docs page are public).
@@ -220,6 +227,7 @@ impl Server {
             }
             None => (None, None),
         };
+        let app = app.layer(axum::middleware::from_fn(observability::request_id));
         // The main listener's certificate source (none: plain HTTP).
         let main_tls = match &config.tls {
             None => None,
@@ -262,7 +270,8 @@ impl Server {
         let unix_socket = config.unix_socket.clone();
         let api = bind_unix(&unix_socket, config.unix_socket_permission)?;
         {
-            let router = headway_api::router(tailnet.clone());
+            let router = headway_api::router(tailnet.clone())
+                .layer(axum::middleware::from_fn(observability::request_id));
             let sd = shutdown.clone();
             tasks.spawn(async move {
                 axum::serve(api, router)
@@ -299,9 +308,19 @@ impl Server {
             None => None,
         };
 
-        if let Some(addr) = config.metrics_listen_addr {
-            tracing::warn!(%addr, "metrics_listen_addr: the metrics listener is not built into Headway yet; nothing listens there");
-        }
+        let metrics_addr = match config.metrics_listen_addr {
+            Some(addr) => Some(
+                observability::spawn_metrics_listener(
+                    addr,
+                    tailnet.clone(),
+                    &mut tasks,
+                    shutdown.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        audit_log::start(&config.audit, &tailnet, &mut tasks, shutdown.clone())?;
         jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {
@@ -311,6 +330,7 @@ impl Server {
             stun_addr,
             unix_socket,
             grpc_addr,
+            metrics_addr,
             tasks,
             shutdown,
         })
@@ -342,10 +362,6 @@ impl Server {
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
-}
-
-async fn health() -> &'static str {
-    "ok"
 }
 
 fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<UnixListener> {

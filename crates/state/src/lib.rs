@@ -6,11 +6,13 @@
 //! sessions as per-node pending updates. This crate speaks neither HTTP nor SQL.
 
 pub mod access;
+pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ipalloc;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod naming;
 pub mod sessions;

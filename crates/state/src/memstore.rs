@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEntry, AuditFilter};
 use crate::model::*;
 use crate::store::{Snapshot, Store, StoreError, StoreTx};
 
@@ -21,6 +24,7 @@ struct Data {
     next_id: i64,
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
     oauth_clients: BTreeMap<OAuthClientId, OAuthClient>,
+    audit: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -95,6 +99,35 @@ impl Store for MemStore {
             return Err(StoreError::Database("injected failure".into()));
         }
         Ok(())
+    }
+    async fn migrated(&self) -> Result<bool, StoreError> {
+        self.ping().await.map(|()| true)
+    }
+    async fn insert_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut d = self.data.lock();
+        d.next_id += 1;
+        let id = d.next_id;
+        d.audit.push(AuditEntry {
+            id,
+            ..entry.clone()
+        });
+        Ok(id)
+    }
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let d = self.data.lock();
+        Ok(d.audit
+            .iter()
+            .rev()
+            .filter(|e| filter.matches(e))
+            .take(filter.effective_limit() as usize)
+            .cloned()
+            .collect())
+    }
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut d = self.data.lock();
+        let n = d.audit.len();
+        d.audit.retain(|e| e.at >= before);
+        Ok((n - d.audit.len()) as u64)
     }
 }
 

@@ -10,11 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use headway_proto::tailcfg::PeerChange;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
+use crate::metrics::{KindLabel, Metrics};
 use crate::model::NodeId;
 
 /// What a session still has to tell its client.
@@ -89,21 +91,34 @@ impl Pending {
 pub struct Session {
     pub id: u64,
     pub node_id: NodeId,
-    pending: Mutex<Pending>,
+    /// What to send, and since when something has been waiting (for the
+    /// map update latency metric).
+    pending: Mutex<(Pending, Option<Instant>)>,
     notify: Notify,
     closed: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Session {
     /// Marks something to send and wakes the session.
     pub fn update(&self, f: impl FnOnce(&mut Pending)) {
-        f(&mut self.pending.lock());
+        {
+            let mut p = self.pending.lock();
+            p.1.get_or_insert_with(Instant::now);
+            f(&mut p.0);
+        }
         self.notify.notify_one();
     }
 
-    /// Takes everything pending (leaving nothing).
+    /// Takes everything pending (leaving nothing), to build one message
+    /// from; counts it as a map update and how long it waited.
     pub fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock())
+        let (pending, since) = std::mem::take(&mut *self.pending.lock());
+        if let Some(since) = since.filter(|_| !pending.is_empty()) {
+            let kind = if pending.full { "full" } else { "delta" };
+            self.metrics.map_update_sent(kind, since.elapsed());
+        }
+        pending
     }
 
     /// Resolves when there is something pending or the session was closed.
@@ -127,9 +142,18 @@ impl Session {
 pub struct Sessions {
     by_node: RwLock<HashMap<NodeId, Arc<Session>>>,
     next_id: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Sessions {
+    /// Sessions that count their map updates in `metrics`.
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        Sessions {
+            metrics: Arc::new(metrics),
+            ..Sessions::default()
+        }
+    }
+
     /// Opens a session for `node_id`. A session the node already had is closed:
     /// a new streaming request replaces the old one. Returns the session and
     /// whether the node was offline before (it has just come online).
@@ -137,10 +161,16 @@ impl Sessions {
         let session = Arc::new(Session {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             node_id,
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new((Pending::default(), None)),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            metrics: self.metrics.clone(),
         });
+        // Its first message is the full map (built by the server right away).
+        self.metrics
+            .map_updates_sent
+            .get_or_create(&KindLabel { kind: "initial" })
+            .inc();
         let old = self.by_node.write().insert(node_id, session.clone());
         let came_online = match old {
             Some(old) => {

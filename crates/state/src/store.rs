@@ -6,6 +6,9 @@
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEntry, AuditFilter};
 use crate::model::{ApiKey, ApiKeyId, OAuthClient, OAuthClientId};
 use crate::model::{Node, NodeId, PreAuthKey, PreAuthKeyId, StoredPolicy, User, UserId};
 
@@ -43,6 +46,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn describe(&self) -> String;
     /// Whether the database answers (for readiness checks).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether every migration this build knows is applied (for readiness
+    /// checks: a database another version migrated further is not ready).
+    async fn migrated(&self) -> Result<bool, StoreError>;
+
+    /// Appends an audit entry (its own statement: audit entries are
+    /// written after the change they describe); returns its id.
+    async fn insert_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    /// Audit entries matching `filter`, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Deletes audit entries older than `before`; returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// One transaction. Inserts return the id the database assigned.

@@ -5,6 +5,7 @@
 //! This crate holds no logic: it reads and writes the records the service
 //! layer (`headway-state`) decides on, each change in one transaction.
 
+mod audit;
 mod rows;
 
 use std::path::Path;
@@ -12,6 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use headway_state::audit::{AuditEntry, AuditFilter};
 use headway_state::model::*;
 use headway_state::store::{Snapshot, Store, StoreError, StoreTx};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
@@ -271,6 +274,50 @@ impl Store for SqlStore {
                 .await
                 .map(|_| ())
                 .map_err(db_err),
+        }
+    }
+
+    async fn migrated(&self) -> Result<bool, StoreError> {
+        // The highest version this build knows against the highest applied
+        // successfully (sqlx's own bookkeeping table).
+        const APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let (known, applied) = match self {
+            SqlStore::Sqlite { pool, .. } => (
+                SQLITE_MIGRATIONS.iter().map(|m| m.version).max(),
+                sqlx::query_scalar::<_, Option<i64>>(APPLIED)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db_err)?,
+            ),
+            SqlStore::Postgres { pool, .. } => (
+                POSTGRES_MIGRATIONS.iter().map(|m| m.version).max(),
+                sqlx::query_scalar::<_, Option<i64>>(APPLIED)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db_err)?,
+            ),
+        };
+        Ok(applied >= known)
+    }
+
+    async fn insert_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        match self {
+            SqlStore::Sqlite { pool, .. } => audit::sqlite::insert(pool, entry).await,
+            SqlStore::Postgres { pool, .. } => audit::pg::insert(pool, entry).await,
+        }
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            SqlStore::Sqlite { pool, .. } => audit::sqlite::list(pool, filter).await,
+            SqlStore::Postgres { pool, .. } => audit::pg::list(pool, filter).await,
+        }
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        match self {
+            SqlStore::Sqlite { pool, .. } => audit::sqlite::prune(pool, before).await,
+            SqlStore::Postgres { pool, .. } => audit::pg::prune(pool, before).await,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! is taken here; the server refuses what is wrong and says why.
 
 pub mod apikeys;
+pub mod audit;
 pub mod auth;
 pub mod nodes;
 pub mod preauthkeys;

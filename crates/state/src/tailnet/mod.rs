@@ -27,10 +27,12 @@ use crate::access::{Access, policy_node, policy_user};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
+use crate::audit::{AuditEntry, AuditFilter, AuditSink};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ipalloc::IpAllocator;
+use crate::metrics::{Metrics, StateLabel, TimedStore};
 use crate::model::*;
 use crate::sessions::Sessions;
 use crate::settings::Settings;
@@ -144,6 +146,9 @@ pub struct Tailnet {
     api_keys: RwLock<api_keys::ApiKeys>,
     /// OAuth clients of the v2 API and their live access tokens.
     oauth: RwLock<oauth_clients::OAuth>,
+    metrics: Metrics,
+    /// Where audit entries are copied as JSON lines (`audit.log_path`).
+    audit_sink: RwLock<Option<Arc<AuditSink>>>,
 }
 
 impl Tailnet {
@@ -153,6 +158,8 @@ impl Tailnet {
         clock: SharedClock,
         settings: Settings,
     ) -> Result<Arc<Self>> {
+        let metrics = Metrics::new();
+        let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
         let snapshot = store.load().await?;
         let now = clock.now();
         let mut inner = Inner {
@@ -196,7 +203,7 @@ impl Tailnet {
             store,
             clock,
             settings: Arc::new(settings),
-            sessions: Sessions::default(),
+            sessions: Sessions::with_metrics(metrics.clone()),
             access: RwLock::new(Arc::new(access)),
             policy: RwLock::new(policy::PolicyState::default()),
             extra_dns: RwLock::new(Arc::new(Vec::new())),
@@ -205,6 +212,8 @@ impl Tailnet {
             pending: Mutex::new(register::Pending::default()),
             api_keys,
             oauth,
+            metrics,
+            audit_sink: RwLock::new(None),
         });
         if let Some(p) = stored_policy
             .filter(|_| matches!(tailnet.settings.policy_source, PolicySource::Database))
@@ -232,6 +241,93 @@ impl Tailnet {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Sets the gauges that describe the tailnet (nodes by state, open map
+    /// sessions) from what memory holds: one pass over the nodes, no I/O.
+    /// Called at scrape time.
+    pub fn refresh_gauges(&self) {
+        let now = self.now();
+        let (mut online, mut offline, mut expired) = (0i64, 0i64, 0i64);
+        for n in self.inner.read().nodes.values() {
+            if n.is_expired(now) {
+                expired += 1;
+            } else if self.is_online(n.id) {
+                online += 1;
+            } else {
+                offline += 1;
+            }
+        }
+        for (state, count) in [
+            ("online", online),
+            ("offline", offline),
+            ("expired", expired),
+        ] {
+            self.metrics
+                .nodes
+                .get_or_create(&StateLabel { state })
+                .set(count);
+        }
+        self.metrics
+            .map_sessions
+            .set(i64::try_from(self.sessions.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Copies every audit entry recorded from now on to `sink` too.
+    pub fn set_audit_sink(&self, sink: Option<AuditSink>) {
+        *self.audit_sink.write() = sink.map(Arc::new);
+    }
+
+    /// Records an audit entry: stored, and copied to the sink if one is set.
+    /// The action it describes has already happened, so a failure to record
+    /// is logged, not returned (an admin must not retry a done deletion).
+    pub async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) {
+        let mut entry = AuditEntry {
+            id: 0,
+            at: self.now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            before,
+            after,
+        };
+        match self.store.insert_audit(&entry).await {
+            Ok(id) => entry.id = id,
+            Err(e) => tracing::error!(actor, action, target, "could not store an audit entry: {e}"),
+        }
+        self.metrics.audit_entries.inc();
+        let sink = self.audit_sink.read().clone();
+        if let Some(sink) = sink
+            && let Err(e) = sink.write(&entry)
+        {
+            tracing::error!(
+                sink = sink.describe(),
+                "could not write an audit entry to the audit log sink: {e}"
+            );
+        }
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        Ok(self.store.list_audit(filter).await?)
+    }
+
+    /// Deletes audit entries older than `retention`; returns how many.
+    pub async fn prune_audit(&self, retention: std::time::Duration) -> Result<u64> {
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|e| Error::Invalid(format!("audit retention {retention:?}: {e}")))?;
+        Ok(self.store.prune_audit(self.now() - retention).await?)
     }
 
     /// Listeners beyond the map sessions (audit, metrics, replicas).
@@ -302,6 +398,7 @@ impl Tailnet {
     /// failure (only possible if the tailnet stops satisfying the policy,
     /// which checks at set time rule out) the previous compilation stays.
     fn recompile(&self) -> Arc<Access> {
+        let started = std::time::Instant::now();
         let before = self.access();
         let (users, nodes) = {
             let inner = self.inner.read();
@@ -326,6 +423,9 @@ impl Tailnet {
             &self.settings.server_url,
         ) {
             Ok(a) => {
+                self.metrics
+                    .policy_compile
+                    .observe(started.elapsed().as_secs_f64());
                 let a = Arc::new(a);
                 *self.access.write() = a.clone();
                 a

@@ -139,6 +139,33 @@ impl Tailnet {
         machine_key: MachinePublic,
         req: &RegisterRequest,
     ) -> Result<(RegisterResponse, RegisterOutcome)> {
+        let now = self.now();
+        let method = if req.expiry.is_some_and(|e| e <= now) {
+            "logout"
+        } else if req.auth.as_ref().is_some_and(|a| !a.auth_key.is_empty()) {
+            "authkey"
+        } else {
+            "interactive"
+        };
+        let result = self.register_inner(machine_key, req).await;
+        let outcome = match &result {
+            Ok((_, RegisterOutcome::Created)) => "created",
+            Ok((_, RegisterOutcome::Reauthorized)) => "reauthorized",
+            Ok((_, RegisterOutcome::Refreshed)) => "refreshed",
+            Ok((_, RegisterOutcome::LoggedOut)) => "logged_out",
+            Ok((_, RegisterOutcome::Refused)) => "refused",
+            Ok((_, RegisterOutcome::NeedsLogin)) => "needs_login",
+            Err(_) => "error",
+        };
+        self.metrics.registration(method, outcome);
+        result
+    }
+
+    async fn register_inner(
+        &self,
+        machine_key: MachinePublic,
+        req: &RegisterRequest,
+    ) -> Result<(RegisterResponse, RegisterOutcome)> {
         if !capver::is_supported(req.version) {
             return Ok((
                 refused(capver::unsupported_message(req.version)),
@@ -198,8 +225,19 @@ impl Tailnet {
                 }
                 return Ok((self.register_ok(node), RegisterOutcome::Refreshed));
             }
-            if known.is_some() {
+            if let Some(node) = &known {
                 // Expired: the client makes a new node key and logs in again.
+                self.record_audit(
+                    &format!("machine:{}", machine_key.short()),
+                    "node.key_expired",
+                    &format!("node:{}", node.id),
+                    None,
+                    Some(serde_json::json!({
+                        "name": node.given_name,
+                        "expiry": node.expiry,
+                    })),
+                )
+                .await;
                 return Ok((
                     RegisterResponse {
                         node_key_expired: true,
@@ -235,6 +273,14 @@ impl Tailnet {
         });
         if !is_refresh && let Err(r) = check_usable(&key, now) {
             tracing::info!(machine = %machine_key.short(), key.prefix = %key.prefix, "registration refused: {}", r.message());
+            self.record_audit(
+                &format!("preauth_key:{}", key.prefix),
+                "node.register_refused",
+                &format!("machine:{}", machine_key.short()),
+                None,
+                Some(serde_json::json!({ "reason": r.message() })),
+            )
+            .await;
             return Ok((refused(r.message()), RegisterOutcome::Refused));
         }
         let hostinfo = req.hostinfo.clone().unwrap_or_default();
@@ -295,6 +341,14 @@ impl Tailnet {
             s.close();
         }
         tracing::info!(node.id = node.id, node.name = %node.given_name, "node logged out");
+        self.record_audit(
+            &format!("machine:{}", node.machine_key.short()),
+            "node.logout",
+            &format!("node:{}", node.id),
+            None,
+            Some(serde_json::json!({ "name": node.given_name })),
+        )
+        .await;
         Ok((self.register_ok(&node), RegisterOutcome::LoggedOut))
     }
 
@@ -418,6 +472,7 @@ impl Tailnet {
                 (node, RegisterOutcome::Created)
             }
         };
+        let key_prefix = grant.auth_key.as_ref().map(|k| k.prefix.clone());
         let mut key = grant.auth_key;
         let key_changed = key.as_ref().is_some_and(|k| !k.used);
         if let Some(k) = key.as_mut() {
@@ -463,6 +518,37 @@ impl Tailnet {
             outcome = ?outcome,
             "node authorised"
         );
+        // Who vouched for the node: its pre-auth key (by prefix), or the
+        // owner who logged in (OIDC) or approved it (CLI; the admin action
+        // is recorded by the API too).
+        let actor = match (key_prefix, grant.method) {
+            (Some(prefix), _) => format!("preauth_key:{prefix}"),
+            (None, method) => match node.user_id.and_then(|u| self.user(u)) {
+                Some(u) => format!("{}:{}", method.as_str(), u.name),
+                None => method.as_str().to_string(),
+            },
+        };
+        let action = match outcome {
+            RegisterOutcome::Created => "node.register",
+            _ => "node.login",
+        };
+        self.record_audit(
+            &actor,
+            action,
+            &format!("node:{}", node.id),
+            None,
+            Some(serde_json::json!({
+                "name": node.given_name,
+                "user": node.user_id,
+                "tags": node.tags,
+                "method": node.register_method.as_str(),
+                "machineKey": machine_key.to_string(),
+                "nodeKey": node.node_key.to_string(),
+                "expiry": node.expiry,
+                "ephemeral": node.ephemeral,
+            })),
+        )
+        .await;
         Ok((node, outcome))
     }
 
