@@ -1,6 +1,6 @@
 //! `/api/v1/policy`: the policy in force, setting it (`policy.mode:
-//! database`), and checking a candidate against the tailnet without
-//! applying it.
+//! database`), and checking or explaining a candidate against the tailnet
+//! without applying it.
 //!
 //! A refused policy is a 422 whose detail is the engine's message: the JSON
 //! path of the offending value, its line and column, and what is wrong. In
@@ -17,12 +17,13 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::wire::{Empty, PolicyRequest, PolicyResponse};
+use crate::wire::{Empty, ExplainPolicyResponse, PolicyRequest, PolicyResponse};
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
     OpenApiRouter::new()
         .routes(routes!(get_policy, set_policy))
         .routes(routes!(check_policy))
+        .routes(routes!(explain_policy))
 }
 
 fn response(info: PolicyInfo) -> Json<PolicyResponse> {
@@ -85,4 +86,33 @@ pub(crate) async fn check_policy(
 ) -> Result<Json<Empty>, ApiError> {
     tailnet.check_policy(&body.policy)?;
     Ok(Json(Empty {}))
+}
+
+/// Explain policy
+///
+/// What the policy would give every node of the tailnet as it is: its
+/// packet filter rules, its peers (with AllowedIPs and PrimaryRoutes), its
+/// SSH rules and its capabilities; without applying or storing it. An empty
+/// `policy` explains "no policy" (everyone reaches everyone).
+#[utoipa::path(
+    post, path = "/api/v1/policy/explain", operation_id = "explainPolicy", tag = "Policy",
+    request_body = PolicyRequest,
+    responses(
+        (status = 200, body = ExplainPolicyResponse),
+        (status = 400, description = "The body is not a PolicyRequest", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The policy would be refused; the detail says why and where", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn explain_policy(
+    State(tailnet): State<Arc<Tailnet>>,
+    JsonBody(body): JsonBody<PolicyRequest>,
+) -> Result<Json<ExplainPolicyResponse>, ApiError> {
+    let nodes = match tailnet.explain_policy(&body.policy)? {
+        serde_json::Value::Object(mut explained) => match explained.remove("nodes") {
+            Some(serde_json::Value::Object(nodes)) => nodes,
+            _ => serde_json::Map::new(),
+        },
+        _ => serde_json::Map::new(),
+    };
+    Ok(Json(ExplainPolicyResponse { nodes }))
 }

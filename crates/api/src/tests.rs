@@ -1269,6 +1269,7 @@ fn headscales_paths_are_all_present() {
         ("/api/v1/node/{nodeId}/approve_routes", &["post"][..]),
         ("/api/v1/policy", &["get", "put"][..]),
         ("/api/v1/policy/check", &["post"][..]),
+        ("/api/v1/policy/explain", &["post"][..]),
     ]);
     for (path, methods) in expected {
         for method in methods {
@@ -1404,6 +1405,51 @@ async fn in_file_mode_the_file_is_the_policy() {
     k.post("/api/v1/policy/check", json!({"policy": "{}"}))
         .await
         .ok();
+}
+
+#[tokio::test]
+async fn explaining_a_policy_shows_every_node_and_applies_nothing() {
+    let k = Kit::new().await;
+    let alice = k.user("alice").await;
+    let bob = k.user("bob").await;
+    k.node(&alice, 1, "alice-laptop").await;
+    k.node(&bob, 2, "bob-laptop").await;
+    // No policy: everyone sees everyone.
+    let r = k
+        .post("/api/v1/policy/explain", json!({"policy": ""}))
+        .await;
+    let nodes = &r.ok()["nodes"];
+    assert!(
+        nodes["alice-laptop"]["peers"]["bob-laptop"]["AllowedIPs"].is_array(),
+        "{nodes}"
+    );
+    // alice keeps to herself: nobody sees anybody.
+    let own = r#"{"acls": [{"action": "accept", "src": ["alice@"], "dst": ["alice@:*"]}]}"#;
+    let r = k
+        .post("/api/v1/policy/explain", json!({ "policy": own }))
+        .await;
+    let nodes = &r.ok()["nodes"];
+    assert_eq!(nodes["alice-laptop"]["peers"], json!({}), "{nodes}");
+    assert_eq!(nodes["bob-laptop"]["peers"], json!({}), "{nodes}");
+    assert!(
+        nodes["alice-laptop"]["packet_filter_rules"].is_array(),
+        "{nodes}"
+    );
+    assert!(k.tailnet.policy_info().text.is_none(), "explain applied it");
+    // A refused policy says why and where.
+    let bad = "{\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"group:nobody\"], \"dst\": [\"*:*\"]},\n  ],\n}";
+    let detail = k
+        .refused(
+            Method::POST,
+            "/api/v1/policy/explain",
+            Some(json!({ "policy": bad })),
+            422,
+        )
+        .await;
+    assert!(
+        detail.contains("group:nobody") && detail.contains("line 3"),
+        "{detail}"
+    );
 }
 
 // --- routes ------------------------------------------------------------------------

@@ -390,6 +390,15 @@ pub struct PolicyRequest {
     pub policy: String,
 }
 
+/// What a policy gives every node of the tailnet (`headway policy explain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExplainPolicyResponse {
+    /// By node name: its `packet_filter_rules`, its `peers` (each with
+    /// `AllowedIPs` and `PrimaryRoutes`), its `ssh_rules` and its `cap_map`.
+    #[schema(value_type = Object)]
+    pub nodes: serde_json::Map<String, serde_json::Value>,
+}
+
 // --- OAuth clients ----------------------------------------------------------------
 
 /// An OAuth client of the v2 API, as listed: never its secret.

@@ -82,6 +82,20 @@ pub enum Command {
     /// Manage the API keys that open the admin API over the network
     #[command(subcommand, visible_alias = "apikey", alias = "api")]
     Apikeys(ApikeysCommand),
+    /// Manage the access policy (ACLs, grants, tags, SSH rules, autoApprovers)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage the OAuth clients of the Tailscale-compatible v2 API
+    /// (Terraform provider, Kubernetes operator, other Tailscale tools)
+    #[command(
+        subcommand,
+        name = "oauth-clients",
+        visible_alias = "oauthclients",
+        alias = "oauth-client",
+        alias = "oauthclient",
+        alias = "oauth"
+    )]
+    OauthClients(OauthClientsCommand),
     /// Read the audit log: admin actions and node authentication events
     #[command(subcommand)]
     Audit(crate::commands::audit::AuditCommand),
@@ -179,6 +193,89 @@ pub struct ApiKeySelector {
     /// The key's id
     #[arg(short, long)]
     pub id: Option<u64>,
+}
+
+// --- policy -----------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the policy in force (HuJSON); says so when there is none
+    #[command(visible_alias = "show", alias = "view", alias = "fetch")]
+    Get,
+    /// Replace the policy (only with `policy.mode: database`); a policy
+    /// the server refuses changes nothing
+    #[command(visible_alias = "put", alias = "update")]
+    Set(PolicyFile),
+    /// Check a policy against the tailnet as it is (its users, nodes and the
+    /// policy's own tests) without applying it
+    Check(PolicyFile),
+    /// Show what a policy gives every node: packet filter rules, peers (with
+    /// AllowedIPs and PrimaryRoutes), SSH rules and capabilities. With
+    /// --topology it runs offline, on a described tailnet; without, the
+    /// server explains it for the tailnet as it is, without applying it
+    Explain(ExplainPolicy),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyFile {
+    /// The policy file (HuJSON); `-` reads standard input
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainPolicy {
+    /// The policy file (HuJSON); `-` reads standard input
+    #[arg(short, long, alias = "file", short_alias = 'f', value_name = "FILE")]
+    pub policy: PathBuf,
+    /// A tailnet described in JSON (users and nodes; the format of the
+    /// policy conformance corpus); explains offline, without a server
+    #[arg(short, long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+}
+
+// --- OAuth clients ----------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum OauthClientsCommand {
+    /// Create an OAuth client; prints its secret, which is shown only this once
+    #[command(visible_alias = "c", alias = "new")]
+    Create(CreateOauthClient),
+    /// List OAuth clients (without their secrets)
+    #[command(visible_alias = "ls", alias = "show")]
+    List,
+    /// Delete an OAuth client; its access tokens stop working at once
+    #[command(visible_alias = "remove", alias = "del")]
+    Delete(OauthClientSelector),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateOauthClient {
+    /// A scope its tokens are granted (repeat, or comma-separated): all,
+    /// devices:core, devices:routes, auth_keys, policy_file, each also as
+    /// `<scope>:read`
+    #[arg(
+        short,
+        long = "scope",
+        alias = "scopes",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub scopes: Vec<String>,
+    /// A tag its tokens may give to devices and auth keys (repeat, or
+    /// comma-separated); required with write access to auth keys
+    #[arg(short, long = "tag", alias = "tags", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// What the client is for
+    #[arg(short, long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OauthClientSelector {
+    /// The client id, as listed
+    #[arg(short, long)]
+    pub id: String,
 }
 
 // --- users ------------------------------------------------------------------
@@ -327,6 +424,31 @@ pub enum NodesCommand {
     Tag(TagNode),
     /// Register a machine waiting on its AuthURL (same as `auth register`)
     Register(RegisterNode),
+    /// Set a node's approved routes (the whole list; subnet routes, and
+    /// 0.0.0.0/0 or ::/0 for an exit node). A route is served once the node
+    /// advertises it too
+    ApproveRoutes(ApproveRoutes),
+    /// List the routes of nodes that advertise or have approved routes:
+    /// approved, available (advertised) and served as primary
+    #[command(visible_alias = "lsr", alias = "routes")]
+    ListRoutes(ListRoutes),
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveRoutes {
+    #[command(flatten)]
+    pub node: NodeSelector,
+    /// The routes to approve (comma-separated, e.g. 10.0.0.0/8,192.168.0.0/24);
+    /// an empty string withdraws every approval
+    #[arg(short, long, value_delimiter = ',', num_args = 0.., required = true)]
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListRoutes {
+    /// Only this node
+    #[arg(short, long, value_name = "ID")]
+    pub identifier: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -497,6 +619,57 @@ mod tests {
             &["headway", "apikeys", "expire", "--prefix", "0123456789ab"],
             &["headway", "apikey", "delete", "-p", "0123456789ab"],
             &["headway", "apikeys", "delete", "--id", "3"],
+            &["headway", "policy", "get"],
+            &["headway", "policy", "set", "--file", "policy.hujson"],
+            &["headway", "policy", "check", "-f", "-"],
+            &[
+                "headway",
+                "policy",
+                "explain",
+                "--policy",
+                "p.hujson",
+                "--topology",
+                "t.json",
+                "-o",
+                "json",
+            ],
+            &["headway", "policy", "explain", "-f", "p.hujson"],
+            &[
+                "headway",
+                "nodes",
+                "approve-routes",
+                "--identifier",
+                "3",
+                "--routes",
+                "10.0.0.0/8,192.168.0.0/24",
+            ],
+            &["headway", "nodes", "approve-routes", "-i", "3", "-r", ""],
+            &["headway", "nodes", "list-routes"],
+            &["headway", "nodes", "lsr", "-i", "3", "-o", "json"],
+            &[
+                "headway",
+                "oauth-clients",
+                "create",
+                "--scope",
+                "devices:core",
+                "-s",
+                "auth_keys",
+                "--tag",
+                "tag:k8s",
+                "-d",
+                "operator",
+            ],
+            &[
+                "headway",
+                "oauth-clients",
+                "create",
+                "--scopes",
+                "devices:core,auth_keys",
+                "--tags",
+                "tag:k8s",
+            ],
+            &["headway", "oauthclients", "list"],
+            &["headway", "oauth", "delete", "--id", "0123456789ab"],
             &[
                 "headway",
                 "--address",
@@ -520,6 +693,26 @@ mod tests {
             Cli::try_parse_from(["headway", "users", "delete", "-i", "1", "-n", "alice"]).is_err()
         );
         assert!(Cli::try_parse_from(["headway", "preauthkeys", "expire"]).is_err());
+    }
+
+    #[test]
+    fn routes_split_on_commas_and_an_empty_list_withdraws() {
+        let cli = Cli::try_parse_from([
+            "headway",
+            "nodes",
+            "approve-routes",
+            "-i",
+            "1",
+            "-r",
+            "10.0.0.0/8,0.0.0.0/0",
+        ])
+        .unwrap();
+        let Command::Nodes(NodesCommand::ApproveRoutes(a)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(a.routes, ["10.0.0.0/8", "0.0.0.0/0"]);
+        assert!(Cli::try_parse_from(["headway", "nodes", "approve-routes", "-i", "1"]).is_err());
+        assert!(Cli::try_parse_from(["headway", "oauth-clients", "create"]).is_err());
     }
 
     #[test]

@@ -76,6 +76,15 @@ impl Client {
             .await
     }
 
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(Method::PUT, path, Some(serde_json::to_vec(body)?))
+            .await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(Method::DELETE, path, None).await
     }

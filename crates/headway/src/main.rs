@@ -24,7 +24,7 @@ use headway_api::wire::HealthResponse;
 use headway_config::{Env, Loaded, Overrides};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ExplainPolicy, PolicyCommand};
 use crate::client::Client;
 use crate::commands::Ctx;
 use crate::output::{ErrorOutput, Output};
@@ -91,6 +91,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             man::run(dir.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        // Offline: a policy and a described tailnet, no server.
+        Command::Policy(PolicyCommand::Explain(ExplainPolicy {
+            policy,
+            topology: Some(topology),
+        })) => {
+            commands::policy::explain_offline(out, &policy, &topology)?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
@@ -104,6 +112,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
                 Command::Auth(c) => commands::auth::run(&ctx, c).await?,
                 Command::Apikeys(c) => commands::apikeys::run(&ctx, c).await?,
+                Command::Policy(c) => commands::policy::run(&ctx, c).await?,
+                Command::OauthClients(c) => commands::oauth_clients::run(&ctx, c).await?,
                 Command::Audit(c) => commands::audit::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
                 Command::Serve

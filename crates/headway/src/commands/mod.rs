@@ -6,6 +6,8 @@ pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod nodes;
+pub mod oauth_clients;
+pub mod policy;
 pub mod preauthkeys;
 pub mod users;
 

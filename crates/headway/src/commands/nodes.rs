@@ -1,16 +1,17 @@
-//! `headway nodes list|delete|expire|rename|move|tag`.
+//! `headway nodes list|delete|expire|rename|move|tag|approve-routes|list-routes`.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use headway_api::wire::{
     Empty, ExpireNodeRequest, ListNodesResponse, MoveNodeRequest, Node, NodeResponse,
-    SetTagsRequest,
+    SetApprovedRoutesRequest, SetTagsRequest,
 };
 use headway_state::clock::{Clock, SystemClock};
 
 use super::Ctx;
 use crate::cli::{
-    ExpireNode, ListNodes, MoveNode, NodeSelector, NodesCommand, RenameNode, TagNode,
+    ApproveRoutes, ExpireNode, ListNodes, ListRoutes, MoveNode, NodeSelector, NodesCommand,
+    RenameNode, TagNode,
 };
 use crate::client::encode;
 use crate::output::{self, Table};
@@ -24,6 +25,8 @@ pub async fn run(ctx: &Ctx, command: NodesCommand) -> anyhow::Result<()> {
         NodesCommand::Move(args) => move_to(ctx, args).await,
         NodesCommand::Tag(args) => tag(ctx, args).await,
         NodesCommand::Register(args) => super::auth::register(ctx, &args.user, &args.key).await,
+        NodesCommand::ApproveRoutes(args) => approve_routes(ctx, args).await,
+        NodesCommand::ListRoutes(args) => list_routes(ctx, args).await,
     }
 }
 
@@ -164,6 +167,69 @@ async fn tag(ctx: &Ctx, args: TagNode) -> anyhow::Result<()> {
     ctx.out.print(&node.node, || "Node updated".into())
 }
 
+async fn approve_routes(ctx: &Ctx, args: ApproveRoutes) -> anyhow::Result<()> {
+    let request = SetApprovedRoutesRequest {
+        routes: args
+            .routes
+            .into_iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
+    };
+    let node: NodeResponse = ctx
+        .client
+        .post(
+            &format!("{}/approve_routes", node_path(&args.node)),
+            &request,
+        )
+        .await?;
+    ctx.out.print(&node.node, || "Node updated".into())
+}
+
+/// The nodes with routes (advertised, approved or served), as headscale's
+/// `list-routes` shows them.
+async fn list_routes(ctx: &Ctx, args: ListRoutes) -> anyhow::Result<()> {
+    let nodes: Vec<Node> = match args.identifier {
+        Some(id) => {
+            let node: NodeResponse = ctx.client.get(&format!("/api/v1/node/{id}")).await?;
+            vec![node.node]
+        }
+        None => {
+            let listed: ListNodesResponse = ctx.client.get("/api/v1/node").await?;
+            listed.nodes
+        }
+    };
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .filter(|n| {
+            !(n.approved_routes.is_empty()
+                && n.available_routes.is_empty()
+                && n.subnet_routes.is_empty())
+        })
+        .collect();
+    ctx.out.print(&nodes, || routes_table(&nodes).to_string())
+}
+
+pub fn routes_table(nodes: &[Node]) -> Table {
+    let mut table = Table::new(&[
+        "ID",
+        "Hostname",
+        "Approved",
+        "Available",
+        "Serving (Primary)",
+    ]);
+    for n in nodes {
+        table.row(vec![
+            n.id.to_string(),
+            n.given_name.clone(),
+            n.approved_routes.join(", "),
+            n.available_routes.join(", "),
+            n.subnet_routes.join(", "),
+        ]);
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +302,28 @@ mod tests {
         assert!(
             lines[2].ends_with("| 2026-01-15 00:00:00 | online    | yes"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_routes_table() {
+        let mut n = node(None);
+        n.approved_routes = vec!["10.0.0.0/24".into()];
+        n.available_routes = vec!["10.0.0.0/24".into(), "10.1.0.0/24".into()];
+        n.subnet_routes = vec!["10.0.0.0/24".into()];
+        let text = routes_table(&[n]).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let cells: Vec<&str> = lines[1].split(" | ").map(str::trim).collect();
+        assert_eq!(
+            cells,
+            [
+                "7",
+                "my-laptop",
+                "10.0.0.0/24",
+                "10.0.0.0/24, 10.1.0.0/24",
+                "10.0.0.0/24"
+            ]
         );
     }
 

@@ -10,4 +10,5 @@ mod api;
 mod control_plane;
 mod oidc;
 mod policy;
+mod routes;
 mod tls;

@@ -95,32 +95,48 @@ impl Tailnet {
         Ok(Some(Arc::new(access)))
     }
 
+    /// What `text` would give every node of the tailnet as it is (filter
+    /// rules, peers with their routes, SSH rules, capabilities), in the
+    /// format of `headway policy explain`, without applying it; or why it
+    /// would be refused. A blank `text` explains "no policy".
+    pub fn explain_policy(&self, text: &str) -> Result<serde_json::Value> {
+        let access = match self.check_policy(text)? {
+            Some(access) => access,
+            None => Arc::new(self.default_access()?),
+        };
+        Ok(headway_policy::render(
+            access.compiled(),
+            &self.settings.server_url,
+        ))
+    }
+
+    /// Tailscale's default (everyone reaches everything), compiled for the
+    /// tailnet as it is.
+    fn default_access(&self) -> Result<Access> {
+        let (users, nodes) = {
+            let inner = self.inner.read();
+            (
+                inner
+                    .users
+                    .values()
+                    .map(|u| policy_user(u))
+                    .collect::<Vec<_>>(),
+                inner
+                    .nodes
+                    .values()
+                    .map(|n| policy_node(n, self.is_online(n.id)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        Access::compile(None, &users, &nodes, &self.settings.server_url).map_err(invalid)
+    }
+
     /// Applies `text` (already known to be wanted) and resends every map.
     pub(super) fn install_policy(&self, text: &str, updated_at: DateTime<Utc>) -> Result<()> {
         let access = match self.check_policy(text)? {
             Some(a) => a,
-            None => {
-                // No policy: Tailscale's default, compiled for the tailnet.
-                let (users, nodes) = {
-                    let inner = self.inner.read();
-                    (
-                        inner
-                            .users
-                            .values()
-                            .map(|u| policy_user(u))
-                            .collect::<Vec<_>>(),
-                        inner
-                            .nodes
-                            .values()
-                            .map(|n| policy_node(n, self.sessions.is_online(n.id)))
-                            .collect::<Vec<_>>(),
-                    )
-                };
-                Arc::new(
-                    Access::compile(None, &users, &nodes, &self.settings.server_url)
-                        .map_err(invalid)?,
-                )
-            }
+            // No policy: Tailscale's default, compiled for the tailnet.
+            None => Arc::new(self.default_access()?),
         };
         *self.access.write() = access;
         *self.policy.write() = PolicyState {
