@@ -98,10 +98,9 @@ async fn failed_handshakes_from_one_address_are_answered_429_before_any_work() {
     assert_eq!(status, 429, "{text}");
     assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
     // The address is now refused even with a correct handshake.
-    let err = connect(&s.url)
-        .await
-        .err()
-        .expect("the limited address got through");
+    let Err(err) = connect(&s.url).await else {
+        panic!("the limited address got through");
+    };
     assert!(format!("{err:?}").contains("429"), "{err:?}");
 }
 
