@@ -12,8 +12,9 @@ use axum::Json;
 use axum::extract::State;
 use headway_state::Tailnet;
 use headway_state::model::RegisterMethod;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,6 +24,7 @@ use crate::wire::{AuthDecisionRequest, AuthRegisterRequest, Empty, Node, NodeRes
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
     OpenApiRouter::new()
+        .routes(routes!(list_pending))
         .routes(routes!(auth_register))
         .routes(routes!(auth_approve))
         .routes(routes!(auth_reject))
@@ -35,6 +37,51 @@ fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, ApiError> {
         return Err(ApiError::bad_request(format!("{what} is required")));
     }
     Ok(value)
+}
+
+/// A machine waiting on its AuthURL for an administrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRegistration {
+    /// The id in the AuthURL (what `authId` takes).
+    pub auth_id: String,
+    /// The host name the machine reported.
+    pub hostname: String,
+    pub machine_key: String,
+    pub node_key: String,
+    pub created_at: DateTime<Utc>,
+    /// When the request is forgotten unless approved.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPendingResponse {
+    pub registrations: Vec<PendingRegistration>,
+}
+
+/// List pending registrations
+///
+/// Machines that ran `tailscale up` without a key and wait for an
+/// administrator, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/auth/pending", operation_id = "listPendingRegistrations", tag = "Auth",
+    responses((status = 200, body = ListPendingResponse))
+)]
+pub(crate) async fn list_pending(State(tailnet): State<Arc<Tailnet>>) -> Json<ListPendingResponse> {
+    let registrations = tailnet
+        .pending_registrations()
+        .into_iter()
+        .map(|p| PendingRegistration {
+            auth_id: p.auth_id,
+            hostname: p.hostname,
+            machine_key: p.machine_key.to_string(),
+            node_key: p.node_key.to_string(),
+            created_at: p.created_at,
+            expires_at: p.expires_at,
+        })
+        .collect();
+    Json(ListPendingResponse { registrations })
 }
 
 /// Registers the waiting machine as a node of `user`.

@@ -24,9 +24,11 @@
 
 mod api_keys;
 pub mod audit;
-mod auth;
+pub mod auth;
+pub mod dns;
 mod docs;
 pub mod error;
+pub mod events;
 mod extract;
 pub mod grpc;
 pub mod guard;
@@ -135,6 +137,8 @@ fn api_routes() -> OpenApiRouter<Arc<Tailnet>> {
         .merge(api_keys::routes())
         .merge(policy::routes())
         .merge(oauth_clients::routes())
+        .merge(events::routes())
+        .merge(dns::routes())
 }
 
 #[cfg(test)]

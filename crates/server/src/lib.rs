@@ -7,6 +7,7 @@
 mod acme;
 mod audit_log;
 pub mod control;
+mod console;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
@@ -217,6 +218,8 @@ impl Server {
         // call with a key (the OpenAPI document and docs page are public).
         let guard = headway_api::Guard::new(tailnet.clone());
         app = app.merge(headway_api::network_router(tailnet.clone(), guard.clone()));
+        // The web console at /admin, over that same API door.
+        app = app.merge(console::router(&config, &tailnet, guard.clone()));
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
                 let addrs = (d.tls_addr, d.stun_addr);

@@ -7,6 +7,7 @@
 mod kit;
 
 mod api;
+mod console;
 mod control_plane;
 mod oidc;
 mod policy;

@@ -1,0 +1,184 @@
+// Browser test of the web console, driven by crates/headway/tests/e2e/console.rs
+// (which starts the server and an official Tailscale client).
+//
+// Environment: HEADWAY_URL, HEADWAY_API_KEY, SCREENSHOT_DIR.
+// Talks to the Rust side over stdio: lines "@@ <verb> <arg>" out, replies in.
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { mkdirSync } from "node:fs";
+import assert from "node:assert/strict";
+
+const url = process.env.HEADWAY_URL;
+const apiKey = process.env.HEADWAY_API_KEY;
+const shots = process.env.SCREENSHOT_DIR;
+assert.ok(url && apiKey && shots, "HEADWAY_URL, HEADWAY_API_KEY and SCREENSHOT_DIR are needed");
+mkdirSync(shots, { recursive: true });
+
+const replies = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function ask(verb, arg = "") {
+  console.log(`@@ ${verb} ${arg}`);
+  const { value, done } = await replies.next();
+  assert.ok(!done, `no reply to ${verb}`);
+  assert.ok(value.startsWith("ok"), `${verb} failed: ${value}`);
+  return value.slice(2).trim();
+}
+const step = (what) => console.log(`-- ${what}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const errors = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  // A CSP violation or a script error fails the test.
+  // (Saving a bad policy answers 422 on purpose; Chromium logs that.)
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 422/.test(m.text())) errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+  step("sign in with an API key");
+  await page.goto(`${url}/admin`);
+  await page.waitForURL(/\/admin\/login$/);
+  await shot("sign-in");
+  await page.getByLabel("API key").fill(apiKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/admin$/);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.locator("#live-state.on").waitFor();
+
+  step("create a user");
+  await page.getByRole("link", { name: "Users", exact: true }).click();
+  await page.getByText("No users yet.").waitFor();
+  await page.getByLabel("Name", { exact: true }).fill("alice");
+  await page.getByLabel("Display name").fill("Alice Example");
+  await page.getByRole("button", { name: "Create user" }).click();
+  await page.getByText("User alice created.").waitFor();
+  await page.locator("#users").getByText("alice", { exact: true }).waitFor();
+
+  step("create a pre-auth key");
+  await page.getByRole("link", { name: "Keys", exact: true }).click();
+  const form = page.locator("#create-preauth");
+  await form.getByLabel("User").selectOption({ label: "alice" });
+  await form.getByRole("button", { name: "Create key" }).click();
+  const secret = (await page.locator("#new-secret").textContent()).trim();
+  assert.match(secret, /^hskey-auth-/);
+  await shot("keys");
+  // Shown once: a reload no longer shows it.
+  await page.reload();
+  assert.equal(await page.locator("#new-secret").count(), 0, "the secret must be shown only once");
+
+  step("watch an official client join, live");
+  await page.getByRole("link", { name: "Nodes", exact: true }).click();
+  await page.getByText("No nodes yet.").waitFor();
+  await page.locator("#live-state.on").waitFor();
+  await page.evaluate(() => { window.__notReloaded = true; });
+  await ask("JOIN", secret);
+  const row = page.locator("#nodes tr", { hasText: "console-laptop" });
+  await row.locator(".badge.online").waitFor({ timeout: 60000 });
+  assert.equal(await page.evaluate(() => window.__notReloaded), true, "the page must update without a reload");
+  await shot("nodes");
+
+  step("rename it");
+  await row.locator("a.node-name").click();
+  await page.getByLabel("Name", { exact: true }).fill("renamed-laptop");
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByText("Renamed to renamed-laptop.").waitFor();
+
+  step("approve its route");
+  await page.getByRole("checkbox", { name: "10.77.0.0/24" }).check();
+  await page.getByRole("button", { name: "Save approvals" }).click();
+  await page.getByText("Approved: 10.77.0.0/24.").waitFor();
+  await shot("node");
+
+  step("a bad policy is refused with its line marked");
+  await page.getByRole("link", { name: "Policy", exact: true }).click();
+  const bad = [
+    "{",
+    '  "acls": [',
+    '    {"action": "accept", "src": ["*"], "dst": ["*:*"]},',
+    '    {"action": "accept" "src": ["alice@"], "dst": ["*:22"]},',
+    "  ],",
+    "}",
+  ].join("\n");
+  const editor = page.locator("#policy");
+  await editor.fill(bad);
+  await page.getByRole("button", { name: "Check" }).click();
+  const mark = page.locator('#policy-verdict .error-at[data-line="4"]');
+  await mark.waitFor();
+  await page.locator(".gutter span.bad", { hasText: "4" }).waitFor();
+  await shot("policy-error");
+  // Saving it is refused too, and the text is kept.
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator('.error-at[data-line="4"]').waitFor();
+  assert.equal(await editor.inputValue(), bad, "a refused policy must stay in the editor");
+
+  step("a good policy is checked and saved");
+  const good = [
+    "{",
+    "  // Everyone reaches everyone, the lab host included.",
+    '  "hosts": {"lab": "10.77.0.1"},',
+    '  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],',
+    '  "tests": [{"src": "alice@", "accept": ["lab:22"]}],',
+    "}",
+  ].join("\n");
+  await editor.fill(good);
+  await page.getByRole("button", { name: "Check" }).click();
+  await page.getByText("The policy is valid and its tests pass.").waitFor();
+  await page.locator("#policy-diff ins").first().waitFor();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Policy saved and applied to every node.").waitFor();
+  assert.equal(await editor.inputValue(), good);
+  await shot("policy");
+
+  step("other pages");
+  for (const [link, name] of [["Overview", "overview"], ["Registrations", "registrations"], ["DNS", "dns"], ["Users", "users"]]) {
+    await page.getByRole("link", { name: link, exact: true }).click();
+    await page.locator("h1").waitFor();
+    await shot(name);
+  }
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.getByRole("link", { name: "Nodes", exact: true }).click();
+  await shot("nodes-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("nodes-phone");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  step("keyboard: the skip link and the navigation are reachable");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+
+  step("the node goes offline, live");
+  await page.locator("#live-state.on").waitFor();
+  await page.locator("#nodes .badge.online").waitFor();
+  const stopped = Date.now();
+  await ask("STOP");
+  await page.locator("#nodes .badge.offline").waitFor({ timeout: 10000 });
+  const offlineMs = Date.now() - stopped;
+  console.log(`@@ OFFLINE_SHOWN_MS ${offlineMs}`);
+
+  step("sign out");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Signed out" }).waitFor();
+  await page.goto(`${url}/admin/nodes`);
+  await page.waitForURL(/\/admin\/login$/);
+
+  assert.deepEqual(errors, [], "the browser reported errors");
+  console.log("@@ DONE");
+} catch (e) {
+  // Say where the browser was: its address and what it showed.
+  for (const ctx of browser.contexts()) {
+    for (const p of ctx.pages()) {
+      console.error(`page at ${p.url()}:\n${(await p.locator("body").innerText().catch(() => "")).slice(0, 3000)}`);
+    }
+  }
+  console.error(`browser errors: ${JSON.stringify(errors)}`);
+  throw e;
+} finally {
+  await browser.close();
+}
