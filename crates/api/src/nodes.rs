@@ -125,15 +125,15 @@ pub(crate) struct ExpireNodeQuery {
 /// Expire node
 ///
 /// Expires the node's key now, or at `expiry`: the node must log in again.
+/// With `disableExpiry` the key never expires instead.
 #[utoipa::path(
     post, path = "/api/v1/node/{nodeId}/expire", operation_id = "expireNode", tag = "Nodes",
     params(("nodeId" = String, Path, format = "uint64", description = "The node's id"), ExpireNodeQuery),
     request_body(content = Option<ExpireNodeRequest>, description = "Optional"),
     responses(
         (status = 200, body = NodeResponse),
-        (status = 400, description = "`nodeId` or `expiry` is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`nodeId` or `expiry` is not valid, or both `expiry` and `disableExpiry` are given", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "`disableExpiry` is not supported yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn expire_node(
@@ -143,11 +143,6 @@ pub(crate) async fn expire_node(
     JsonBody(body): JsonBody<ExpireNodeRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
     let id = node_id(&id)?;
-    if body.disable_expiry {
-        return Err(ApiError::NotImplemented(
-            "disableExpiry is not supported yet; give an expiry far in the future instead".into(),
-        ));
-    }
     let query_expiry = match query.expiry.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
@@ -157,9 +152,16 @@ pub(crate) async fn expire_node(
         })?),
     };
     let before = tailnet.node(id);
-    let node = tailnet
-        .expire_node(id, body.expiry.or(query_expiry))
-        .await?;
+    let expiry = body.expiry.or(query_expiry);
+    let node = match (body.disable_expiry, expiry) {
+        (true, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "disableExpiry and expiry contradict each other: give one of them",
+            ));
+        }
+        (true, None) => tailnet.disable_node_expiry(id).await?,
+        (false, expiry) => tailnet.expire_node(id, expiry).await?,
+    };
     audit::note_node("node.expire", id, before.as_deref(), Some(&node));
     Ok(node_response(&tailnet, &node))
 }

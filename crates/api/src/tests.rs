@@ -902,13 +902,34 @@ async fn expire_node_now_at_a_time_or_from_the_query() {
         detail.contains("expiry") && detail.contains("soon"),
         "{detail}"
     );
-    k.refused(
-        Method::POST,
-        &uri,
-        Some(json!({"disableExpiry": true})),
-        501,
-    )
-    .await;
+    let detail = k
+        .refused(
+            Method::POST,
+            &uri,
+            Some(json!({"disableExpiry": true, "expiry": "2026-05-01T00:00:00Z"})),
+            400,
+        )
+        .await;
+    assert!(detail.contains("disableExpiry"), "{detail}");
+    assert_eq!(
+        k.tailnet.get_node(node.id).unwrap().expiry,
+        Some("2026-04-01T00:00:00Z".parse().unwrap()),
+        "a refused request changes nothing"
+    );
+    // Disabled: the key never expires, even after it had expired.
+    k.post(&uri, json!({})).await.ok();
+    assert!(
+        k.tailnet
+            .get_node(node.id)
+            .unwrap()
+            .is_expired(k.tailnet.now())
+    );
+    let r = k.post(&uri, json!({"disableExpiry": true})).await;
+    assert!(r.ok()["node"]["expiry"].is_null());
+    let n = k.tailnet.get_node(node.id).unwrap();
+    assert_eq!(n.expiry, None);
+    k.clock.advance(Duration::days(3650));
+    assert!(!n.is_expired(k.tailnet.now()));
     k.refused(Method::POST, "/api/v1/node/99/expire", None, 404)
         .await;
 }

@@ -865,17 +865,18 @@ async fn every_grpc_method_over_the_socket() {
         .node
         .unwrap();
     assert_eq!(node.expiry.unwrap().seconds, t0().timestamp());
-    assert_eq!(
-        c.expire_node(pb::ExpireNodeRequest {
+    let node = c
+        .expire_node(pb::ExpireNodeRequest {
             node_id: id,
             disable_expiry: true,
             ..Default::default()
         })
         .await
-        .unwrap_err()
-        .code(),
-        Code::Unimplemented
-    );
+        .unwrap()
+        .into_inner()
+        .node
+        .unwrap();
+    assert_eq!(node.expiry, None, "disableExpiry: the key never expires");
     c.delete_node(pb::DeleteNodeRequest { node_id: id })
         .await
         .unwrap();

@@ -263,7 +263,7 @@ pub struct Node {
 #[serde(rename_all = "camelCase", default)]
 pub struct ExpireNodeRequest {
     pub expiry: Option<DateTime<Utc>>,
-    /// Make the key never expire (not supported yet: answered with 501).
+    /// Make the key never expire (until the node logs in again); not with `expiry`.
     pub disable_expiry: bool,
 }
 

@@ -483,8 +483,11 @@ pub struct ExpireNode {
     #[command(flatten)]
     pub node: NodeSelector,
     /// When the key expires (RFC 3339, e.g. 2026-08-27T10:00:00Z); now when not given
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "disable")]
     pub expiry: Option<String>,
+    /// Disable key expiry instead: the node never expires (until it logs in again)
+    #[arg(short, long)]
+    pub disable: bool,
 }
 
 #[derive(Debug, Args)]

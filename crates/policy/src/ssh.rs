@@ -237,6 +237,49 @@ impl CompiledPolicy {
     }
 }
 
+impl CompiledPolicy {
+    /// Whether an SSH connection from node `src` to node `dst` falls under a
+    /// `check` rule, and for how long a passed check counts (Tailscale's
+    /// default `checkPeriod` is 12 hours; zero means "check every time").
+    /// When several check rules match, the shortest period wins.
+    pub fn ssh_check_period(&self, src: NodeId, dst: NodeId) -> Option<std::time::Duration> {
+        const DEFAULT: u64 = 12 * 3600;
+        let policy = self.policy.as_ref()?;
+        let (si, di) = (self.index_of(src)?, self.index_of(dst)?);
+        let res = Resolver {
+            policy,
+            nodes: &self.nodes,
+            index: &self.index,
+        };
+        let mut period: Option<u64> = None;
+        for spec in policy
+            .ssh
+            .iter()
+            .filter(|s| s.action == SshActionKind::Check)
+        {
+            let src_ok = spec
+                .src
+                .iter()
+                .any(|a| res.nodes_of(&a.value).is_some_and(|set| set.get(si)));
+            if !src_ok {
+                continue;
+            }
+            let dst_ok = spec.dst.iter().any(|d| {
+                if d.value == Alias::Auto(AutoGroup::SelfDevices) {
+                    self.nodes[di].owner.is_some() && self.nodes[di].owner == self.nodes[si].owner
+                } else {
+                    res.nodes_of(&d.value).is_some_and(|set| set.get(di))
+                }
+            });
+            if dst_ok {
+                let p = spec.check_period_secs.unwrap_or(DEFAULT);
+                period = Some(period.map_or(p, |q| q.min(p)));
+            }
+        }
+        period.map(std::time::Duration::from_secs)
+    }
+}
+
 /// Checks SSH source/destination combinations Tailscale forbids: tagged
 /// sources to user-owned devices, and user destinations reached by anyone
 /// but that same user.

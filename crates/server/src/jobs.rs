@@ -31,6 +31,10 @@ pub(crate) fn spawn(
                     if expired > 0 {
                         tracing::info!(expired, "interactive registrations expired without a decision");
                     }
+                    let expired = t.expire_ssh_checks();
+                    if expired > 0 {
+                        tracing::info!(expired, "SSH checks expired without a decision");
+                    }
                 }
             }
         }

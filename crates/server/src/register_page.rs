@@ -75,12 +75,37 @@ pub(crate) async fn register_page(
                 ),
             )
         }
-        Err(_) => page(
-            StatusCode::NOT_FOUND,
-            "Unknown or expired link",
-            "<p>This registration link is unknown or has expired. Run <code>tailscale up</code> again on the machine to get a new one.</p>",
-        ),
+        Err(_) => match tailnet.pending_ssh_check(&auth_id) {
+            Ok(c) => ssh_check_page(&c),
+            Err(_) => unknown_page(),
+        },
     }
+}
+
+/// The link an SSH connection held by a `check` rule shows.
+pub(crate) fn ssh_check_page(c: &headway_state::tailnet::SshCheckInfo) -> Response {
+    page(
+        StatusCode::OK,
+        "SSH connection waiting for a check",
+        &format!(
+            "<p>An SSH connection from “{src}” to “{dst}” as local user “{local}” is held until it is approved. It continues by itself once an administrator approves it with:</p>\
+             <pre>headway auth approve --auth-id {id}</pre>\
+             <p>This link expires at {expires} UTC.</p>",
+            src = escape(&c.src_name),
+            dst = escape(&c.dst_name),
+            local = escape(&c.local_user),
+            id = escape(&c.auth_id),
+            expires = escape(&c.expires_at.format("%Y-%m-%d %H:%M").to_string()),
+        ),
+    )
+}
+
+fn unknown_page() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Unknown or expired link",
+        "<p>This link is unknown or has expired. Run <code>tailscale up</code> (or <code>ssh</code>) again on the machine to get a new one.</p>",
+    )
 }
 
 #[cfg(test)]

@@ -126,13 +126,18 @@ async fn expire(ctx: &Ctx, args: ExpireNode) -> anyhow::Result<()> {
         .transpose()?;
     let request = ExpireNodeRequest {
         expiry,
-        disable_expiry: false,
+        disable_expiry: args.disable,
     };
     let node: NodeResponse = ctx
         .client
         .post(&format!("{}/expire", node_path(&args.node)), &request)
         .await?;
-    ctx.out.print(&node.node, || "Node expired".into())
+    let done = if args.disable {
+        "Node expiry disabled"
+    } else {
+        "Node expired"
+    };
+    ctx.out.print(&node.node, || done.into())
 }
 
 async fn rename(ctx: &Ctx, args: RenameNode) -> anyhow::Result<()> {

@@ -608,3 +608,81 @@ impl Node {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("netmap is not JSON ({e}): {out}"))
     }
 }
+
+// --- `tailscale up` without a key (interactive and OIDC logins) ------------
+
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// `tailscale up` without a key, running until the login completes.
+pub struct Up {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+pub fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut out = into.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+}
+
+impl Up {
+    pub async fn start(node: &Node, server: &Headway) -> Up {
+        let mut child = Command::new(tailscale_dir(&node.version).join("tailscale"))
+            .arg(format!("--socket={}", node.sock().display()))
+            .args([
+                "up",
+                &format!("--login-server={}", server.url()),
+                &format!("--hostname={}", node.name),
+                "--timeout=180s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("running tailscale up");
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        Up { child, output }
+    }
+
+    /// The AuthURL the client prints.
+    pub async fn auth_url(&self, server: &Headway) -> String {
+        let prefix = format!("{}/register/", server.url());
+        eventually(
+            Duration::from_secs(30),
+            "tailscale up to print an AuthURL",
+            async || {
+                self.output
+                    .lock()
+                    .unwrap()
+                    .split_whitespace()
+                    .find(|w| w.starts_with(&prefix))
+                    .map(str::to_string)
+            },
+        )
+        .await
+    }
+
+    /// Waits for `tailscale up` to finish; returns (success, output).
+    pub async fn finish(mut self) -> (bool, String) {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("tailscale up did not finish within 60 s of the login")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = self.output.lock().unwrap().clone();
+        (status.success(), out)
+    }
+
+    pub fn still_waiting(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}

@@ -36,6 +36,10 @@ pub(super) fn router(c: Control, key: MachinePublic) -> Router {
         .route("/machine/audit-log", post(accepted))
         .route("/machine/update-health", post(accepted))
         .route("/machine/whoami", get(whoami))
+        .route(
+            "/machine/ssh/action/{src}/to/{dst}",
+            get(super::ssh_action::ssh_action),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such control endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Machine { c, key })
@@ -61,7 +65,7 @@ fn parse<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed {what} request: {e}"))
 }
 
-fn json(body: &impl serde::Serialize) -> Response {
+pub(super) fn json(body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -14,6 +14,7 @@ mod policy;
 mod preauth;
 mod register;
 mod routes;
+mod ssh_check;
 mod users;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -49,6 +50,9 @@ pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use routes::{NodeRoutes, is_exit_route, parse_routes};
+pub use ssh_check::{
+    Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest,
+};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
 
 #[derive(Debug)]
@@ -142,6 +146,8 @@ pub struct Tailnet {
     /// Interactive registrations waiting for a decision (memory only: a
     /// restart makes clients ask for a new link).
     pending: Mutex<register::Pending>,
+    /// SSH connections held by a `check` rule, and checks passed (memory only).
+    ssh_checks: Mutex<ssh_check::SshChecks>,
     /// Admin API keys (memory is the truth for checks; see `api_keys`).
     api_keys: RwLock<api_keys::ApiKeys>,
     /// OAuth clients of the v2 API and their live access tokens.
@@ -210,6 +216,7 @@ impl Tailnet {
             events,
             soft_dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(register::Pending::default()),
+            ssh_checks: Mutex::new(ssh_check::SshChecks::default()),
             api_keys,
             oauth,
             metrics,

@@ -52,6 +52,20 @@ impl Tailnet {
         .await
     }
 
+    /// Turns key expiry off for a user-owned node (Tailscale's "disable key
+    /// expiry"): its key never expires, and an expired node works again. It
+    /// lasts until the node logs in again, which applies `node.expiry`.
+    pub async fn disable_node_expiry(&self, id: NodeId) -> Result<Node> {
+        let node = self
+            .update_node(id, |n| {
+                n.expiry = None;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(node.id = id, node.name = %node.given_name, "node key expiry disabled");
+        Ok(node)
+    }
+
     pub async fn rename_node(&self, id: NodeId, new_name: &str) -> Result<Node> {
         naming::validate_label(new_name).map_err(Error::Invalid)?;
         let _w = self.write.lock().await;

@@ -102,7 +102,7 @@ struct Request<'a> {
     version: i32,
 }
 
-fn new_auth_id() -> String {
+pub(super) fn new_auth_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
     (0..24)
