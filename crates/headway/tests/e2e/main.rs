@@ -12,6 +12,6 @@ mod control_plane;
 mod interactive;
 mod oidc;
 mod policy;
-mod ssh_check;
 mod routes;
+mod ssh_check;
 mod tls;

@@ -50,9 +50,7 @@ pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use routes::{NodeRoutes, is_exit_route, parse_routes};
-pub use ssh_check::{
-    Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest,
-};
+pub use ssh_check::{Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
 
 #[derive(Debug)]
