@@ -167,10 +167,7 @@ async fn console_in_a_browser_with_an_official_client() {
         .unwrap();
     let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
     assert!(
-        policy["policy"]
-            .as_str()
-            .unwrap()
-            .contains("lab:22"),
+        policy["policy"].as_str().unwrap().contains("lab:22"),
         "{policy}"
     );
     for page in [
