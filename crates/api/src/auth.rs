@@ -123,15 +123,16 @@ pub(crate) async fn auth_register(
 
 /// Approve a pending auth session
 ///
-/// For a machine logging in again to a node it already has; the node keeps
-/// its owner. A new machine is registered with `/api/v1/auth/register`.
+/// Lets an SSH connection held by a policy `check` rule through, or
+/// approves a machine logging in again to a node it already has (the node
+/// keeps its owner). A new machine is registered with `/api/v1/auth/register`.
 #[utoipa::path(
     post, path = "/api/v1/auth/approve", operation_id = "authApprove", tag = "Auth",
     request_body = AuthDecisionRequest,
     responses(
         (status = 200, body = Empty),
         (status = 400, description = "`authId` missing", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No machine waiting with that id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No machine or SSH connection waiting with that id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A new machine: it needs a user", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -140,14 +141,14 @@ pub(crate) async fn auth_approve(
     JsonBody(body): JsonBody<AuthDecisionRequest>,
 ) -> Result<Json<Empty>, ApiError> {
     tailnet
-        .approve_pending(required(&body.auth_id, "request body, field authId")?)
+        .approve_auth_request(required(&body.auth_id, "request body, field authId")?)
         .await?;
     Ok(Json(Empty {}))
 }
 
 /// Reject a pending auth session
 ///
-/// The machine's `tailscale up` fails.
+/// The machine's `tailscale up` fails, or the held SSH connection is refused.
 #[utoipa::path(
     post, path = "/api/v1/auth/reject", operation_id = "authReject", tag = "Auth",
     request_body = AuthDecisionRequest,
@@ -161,7 +162,7 @@ pub(crate) async fn auth_reject(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<AuthDecisionRequest>,
 ) -> Result<Json<Empty>, ApiError> {
-    tailnet.reject_registration(required(&body.auth_id, "request body, field authId")?, "")?;
+    tailnet.reject_auth_request(required(&body.auth_id, "request body, field authId")?, "")?;
     Ok(Json(Empty {}))
 }
 
