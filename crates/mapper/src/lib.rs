@@ -7,6 +7,7 @@
 mod derp;
 mod dns;
 mod nodes;
+mod shared;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,6 +25,9 @@ use headway_state::settings::Settings;
 pub use derp::derp_map_for;
 pub use dns::dns_config;
 pub use nodes::{fqdn, peer_node, self_node};
+pub use shared::{
+    DeltaCache, DeltaInputs, PeerCache, PeerInput, delta_from, delta_inputs, full_map_json,
+};
 
 /// What the mapper reads. The tailnet implements it; tests can fake it.
 pub trait MapSource {
@@ -36,6 +40,9 @@ pub trait MapSource {
     /// The compiled policy in force (one snapshot per message).
     fn access(&self) -> Arc<Access>;
     fn all_node_ids(&self) -> Vec<NodeId>;
+    fn all_node_count(&self) -> usize {
+        self.all_node_ids().len()
+    }
     /// DNS records beyond the settings' own (`dns.extra_records_path`).
     fn extra_dns_records(&self) -> Arc<Vec<tailcfg::DnsRecord>>;
 }
@@ -80,6 +87,14 @@ pub fn presented_user(node: &Node) -> UserId {
 
 fn profile(src: &dyn MapSource, id: UserId) -> Option<UserProfile> {
     if id == TAGGED_DEVICES_USER_ID {
+        return user_profile(id, None);
+    }
+    user_profile(id, src.user(id).as_deref())
+}
+
+/// The profile shown for user `id`, read from `user`.
+fn user_profile(id: UserId, user: Option<&User>) -> Option<UserProfile> {
+    if id == TAGGED_DEVICES_USER_ID {
         return Some(UserProfile {
             id,
             login_name: TAGGED_DEVICES_USER_NAME.into(),
@@ -87,7 +102,7 @@ fn profile(src: &dyn MapSource, id: UserId) -> Option<UserProfile> {
             ..Default::default()
         });
     }
-    let u = src.user(id)?;
+    let u = user?;
     Some(UserProfile {
         id,
         login_name: u.login_name(),
@@ -103,21 +118,35 @@ fn profiles(src: &dyn MapSource, ids: impl IntoIterator<Item = UserId>) -> Vec<U
 
 /// The complete map a session sends first (and after a resync).
 pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
-    let settings = src.settings();
     let now = src.now();
     let access = src.access();
     let peers = src.nodes_by_id(access.peers_of(me.id));
-    let tail_peers: Vec<tailcfg::Node> = peers
+    let mut msg = full_map_parts(src, &access, me, &peers, resync);
+    msg.peers = peers
         .iter()
         .map(|p| peer_node(src, &access, me, p, now))
         .collect();
+    msg
+}
+
+/// The full map without its `Peers` (the caller adds them: built, or
+/// spliced in as JSON by [`full_map_json`]).
+fn full_map_parts(
+    src: &dyn MapSource,
+    access: &Access,
+    me: &Node,
+    peers: &[Arc<Node>],
+    resync: bool,
+) -> MapResponse {
+    let settings = src.settings();
+    let now = src.now();
     let users = profiles(
         src,
         std::iter::once(presented_user(me)).chain(peers.iter().map(|p| presented_user(p))),
     );
     // An empty `Peers` means "unchanged" to the client: a resync to an empty
     // peer list must remove the old ones explicitly.
-    let peers_removed = if resync && tail_peers.is_empty() {
+    let peers_removed = if resync && peers.is_empty() {
         src.all_node_ids()
             .into_iter()
             .filter(|id| *id != me.id)
@@ -126,9 +155,8 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
         Vec::new()
     };
     MapResponse {
-        node: Some(self_node(src, &access, me, now)),
+        node: Some(self_node(src, access, me, now)),
         derp_map: Some(derp_map_for(&settings.derp_map, me.cap_version).into_owned()),
-        peers: tail_peers,
         peers_removed,
         dns_config: Some(dns_config(settings, &src.extra_dns_records(), me)),
         domain: settings.dns.base_domain.clone(),
@@ -150,6 +178,9 @@ pub fn full_map(src: &dyn MapSource, me: &Node, resync: bool) -> MapResponse {
 pub fn delta(src: &dyn MapSource, me: &Node, pending: Pending) -> Option<MapResponse> {
     if pending.full {
         return Some(full_map(src, me, true));
+    }
+    if let Some(inputs) = delta_inputs(src, me, &pending) {
+        return delta_from(src.settings(), &inputs);
     }
     let now = src.now();
     let settings = src.settings();

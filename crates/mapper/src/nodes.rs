@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use headway_proto::tailcfg::{self, NodeCapMap};
-use headway_state::access::Access;
+use headway_state::access::{Access, PeerRoutes};
 use headway_state::model::Node;
+use headway_state::settings::Settings;
 use headway_state::tailnet::peer_visible_hostinfo;
 
 use crate::{MapSource, presented_user};
@@ -18,12 +19,21 @@ pub fn fqdn(node: &Node, base_domain: &str) -> String {
 }
 
 fn common(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node {
+    record(
+        src.settings(),
+        node,
+        src.is_online(node.id),
+        node.is_expired(now),
+    )
+}
+
+/// The fields the node itself and its peers share, from exactly these inputs.
+fn record(settings: &Settings, node: &Node, online: bool, expired: bool) -> tailcfg::Node {
     let addresses = node.prefixes();
-    let online = src.is_online(node.id);
     tailcfg::Node {
         id: node.id,
         stable_id: node.id.to_string(),
-        name: fqdn(node, &src.settings().dns.base_domain),
+        name: fqdn(node, &settings.dns.base_domain),
         user: presented_user(node),
         key: node.node_key,
         key_expiry: node.expiry,
@@ -46,7 +56,7 @@ fn common(src: &dyn MapSource, node: &Node, now: DateTime<Utc>) -> tailcfg::Node
         online: Some(online),
         last_seen: if online { None } else { node.last_seen },
         machine_authorized: true,
-        expired: node.is_expired(now),
+        expired,
         ..Default::default()
     }
 }
@@ -86,11 +96,29 @@ pub fn peer_node(
     node: &Node,
     now: DateTime<Utc>,
 ) -> tailcfg::Node {
-    let mut n = common(src, node, now);
+    peer_record(
+        src.settings(),
+        node,
+        src.is_online(node.id),
+        node.is_expired(now),
+        access.peer_routes(viewer.id, node.id).as_ref(),
+    )
+}
+
+/// A peer's record from exactly these inputs (what [`peer_node`] resolves
+/// for one viewer); the shared caches key their bytes on them.
+pub(crate) fn peer_record(
+    settings: &Settings,
+    node: &Node,
+    online: bool,
+    expired: bool,
+    routes: Option<&PeerRoutes>,
+) -> tailcfg::Node {
+    let mut n = record(settings, node, online, expired);
     n.hostinfo = Some(peer_visible_hostinfo(&node.hostinfo));
-    if let Some(routes) = access.peer_routes(viewer.id, node.id) {
-        n.allowed_ips = routes.allowed_ips;
-        n.primary_routes = routes.primary_routes;
+    if let Some(routes) = routes {
+        n.allowed_ips = routes.allowed_ips.clone();
+        n.primary_routes = routes.primary_routes.clone();
     }
     n
 }

@@ -134,3 +134,90 @@ async fn a_resync_to_no_peers_removes_them_explicitly() {
     // With allow-all every node is a peer, so nothing to remove either.
     assert!(full_map(tn.as_ref(), &me, true).peers_removed.is_empty());
 }
+
+#[tokio::test]
+async fn full_map_json_is_the_full_map_and_follows_changes() {
+    let tn = tailnet_with(3).await;
+    let cache = PeerCache::default();
+    let me = tn.node_by_key(&NodePublic([1; 32])).unwrap();
+    let same = |resync: bool| {
+        let json = full_map_json(tn.as_ref(), &me, resync, &cache).unwrap();
+        let spliced: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let built = serde_json::to_value(full_map(tn.as_ref(), &me, resync)).unwrap();
+        assert_eq!(spliced, built);
+    };
+    same(false);
+    assert_eq!(cache.len(), 2, "one record per peer");
+    same(false);
+    // A changed peer is not served from its old record.
+    let other = tn.node_by_key(&NodePublic([2; 32])).unwrap();
+    tn.rename_node(other.id, "web").await.unwrap();
+    same(true);
+    let _s = tn.open_session(other.id).await;
+    same(false);
+    // A single node has no peers to splice in.
+    let alone = tailnet_with(1).await;
+    let me = alone.node_by_key(&NodePublic([1; 32])).unwrap();
+    let json = full_map_json(alone.as_ref(), &me, true, &cache).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        v,
+        serde_json::to_value(full_map(alone.as_ref(), &me, true)).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn viewers_that_see_a_change_alike_share_one_delta() {
+    let tn = tailnet_with(3).await;
+    let ids: Vec<_> = (1..=3u8)
+        .map(|i| tn.node_by_key(&NodePublic([i; 32])).unwrap().id)
+        .collect();
+    let _sessions = open_sessions(&tn, &ids[1..]).await;
+    tn.rename_node(ids[0], "web").await.unwrap();
+    // What a join or a rename leaves in every peer's pending set.
+    let mut one = Pending::default();
+    one.peer_changed(ids[0]);
+    let pending = [one.clone(), one];
+    let b = tn.node(ids[1]).unwrap();
+    let c = tn.node(ids[2]).unwrap();
+    let ib = delta_inputs(tn.as_ref(), &b, &pending[0]).unwrap();
+    let ic = delta_inputs(tn.as_ref(), &c, &pending[1]).unwrap();
+    assert_eq!(ib, ic, "without a policy everyone sees the change alike");
+    let shared = delta_from(tn.settings(), &ib).unwrap();
+    assert_eq!(shared.peers_changed[0].name, "web.headway.internal.");
+    assert_eq!(
+        Some(&shared),
+        delta(tn.as_ref(), &c, pending[1].clone()).as_ref()
+    );
+
+    let cache: DeltaCache<(), usize> = DeltaCache::new(4);
+    let mut builds = 0;
+    for inputs in [ib.clone(), ic] {
+        cache
+            .get_or_build::<()>(inputs, (), |_| {
+                builds += 1;
+                Ok(builds)
+            })
+            .unwrap();
+    }
+    assert_eq!(builds, 1, "the second viewer got the first one's message");
+    // The same pending set after another change is other inputs.
+    tn.rename_node(ids[0], "www").await.unwrap();
+    let again = delta_inputs(tn.as_ref(), &b, &pending[0]).unwrap();
+    assert_ne!(again, ib);
+    // A pending set with viewer-specific parts is not shared.
+    let mut own = pending[0].clone();
+    own.self_changed = true;
+    assert!(delta_inputs(tn.as_ref(), &b, &own).is_none());
+}
+
+async fn open_sessions(
+    tn: &Arc<Tailnet>,
+    ids: &[headway_state::model::NodeId],
+) -> Vec<Arc<headway_state::sessions::Session>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(tn.open_session(*id).await);
+    }
+    out
+}

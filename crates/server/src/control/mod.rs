@@ -4,7 +4,6 @@
 pub mod attempts;
 mod machine;
 mod poll;
-mod ssh_action;
 mod upgrade;
 
 use std::sync::Arc;
@@ -35,6 +34,8 @@ pub struct Control {
     pub attempts: Arc<attempts::Attempts>,
     /// The client's address, on a Noise connection's copy.
     pub peer: Option<std::net::IpAddr>,
+    /// Caches and limits the map sessions share.
+    shared: Arc<poll::Shared>,
 }
 
 /// Timers of the map stream (shortened in tests).
@@ -72,6 +73,7 @@ impl Control {
             shutdown,
             attempts: Arc::default(),
             peer: None,
+            shared: Arc::default(),
         }
     }
 

@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use headway_mapper as mapper;
-use headway_proto::framing::{self, Compression};
+use headway_proto::framing::{self, Compression, FramingError};
 use headway_proto::tailcfg::{MapRequest, MapResponse};
-use headway_state::model::Node;
-use headway_state::sessions::Session;
+use headway_state::model::{Node, NodeId};
+use headway_state::sessions::{Pending, Session};
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::Control;
@@ -54,12 +54,52 @@ fn next_keep_alive(base: Duration) -> Instant {
     Instant::now() + base + Duration::from_millis(jitter)
 }
 
-async fn send(
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-    msg: &MapResponse,
-    compression: Compression,
-) -> bool {
-    match framing::frame(msg, compression) {
+/// Work the map sessions of one server share: encoded deltas (one per batch
+/// and viewer class instead of one per receiver), the peer records full maps
+/// are assembled from, and the right to build a full map.
+#[derive(Debug)]
+pub struct Shared {
+    deltas: mapper::DeltaCache<Compression, Option<Bytes>>,
+    peers: mapper::PeerCache,
+    /// A full map costs O(tailnet): a reconnect storm waits its turn here,
+    /// on blocking threads, instead of starving the runtime's workers (and
+    /// with them handshakes and keep-alives) until clients time out.
+    full_maps: Semaphore,
+    /// Batches start on a common clock so that sessions woken by the same
+    /// change read the same inputs and share one encoded message.
+    epoch: Instant,
+}
+
+/// Deltas kept for sharing: a batch usually has one per viewer class.
+const SHARED_DELTAS: usize = 64;
+
+impl Default for Shared {
+    fn default() -> Self {
+        let builders = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            deltas: mapper::DeltaCache::new(SHARED_DELTAS),
+            peers: mapper::PeerCache::default(),
+            full_maps: Semaphore::new(builders),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Shared {
+    /// The end of the batch window that `now` falls in.
+    fn batch_end(&self, batch: Duration) -> Instant {
+        let now = Instant::now();
+        let nanos = batch.as_nanos().max(1);
+        let since = now.duration_since(self.epoch).as_nanos();
+        let wait = nanos - since % nanos;
+        now + Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
+    }
+}
+
+type Tx = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+async fn send_frame(tx: &Tx, frame: Result<Bytes, FramingError>) -> bool {
+    match frame {
         Ok(frame) => tx.send(Ok(frame)).await.is_ok(),
         Err(e) => {
             tracing::error!("could not encode a map response: {e}");
@@ -68,27 +108,78 @@ async fn send(
     }
 }
 
+/// The full map of `node_id`, framed; `None` when there is no one left to
+/// send it to (the client went away while waiting, or the node is gone).
+async fn full_map_frame(
+    c: &Control,
+    node_id: NodeId,
+    resync: bool,
+    compression: Compression,
+    tx: &Tx,
+) -> Option<Result<Bytes, FramingError>> {
+    let _permit = c.shared.full_maps.acquire().await.ok()?;
+    if tx.is_closed() {
+        return None;
+    }
+    let tailnet = c.tailnet.clone();
+    let shared = c.shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let me = tailnet.node(node_id)?;
+        let json = mapper::full_map_json(tailnet.as_ref(), &me, resync, &shared.peers);
+        Some(
+            json.map_err(FramingError::from)
+                .and_then(|j| framing::frame_json(&j, compression)),
+        )
+    })
+    .await;
+    match built {
+        Ok(frame) => frame,
+        Err(e) => {
+            tracing::error!("building a full map failed: {e}");
+            None
+        }
+    }
+}
+
+/// The delta for `pending`, framed; `Ok(None)` when nothing is left to tell.
+/// Deltas made only of peer changes are shared by every session that
+/// resolves the same inputs.
+fn delta_frame(
+    c: &Control,
+    me: &Node,
+    pending: Pending,
+    compression: Compression,
+) -> Result<Option<Bytes>, FramingError> {
+    let src = c.tailnet.as_ref();
+    let encode =
+        |msg: Option<MapResponse>| msg.map(|m| framing::frame(&m, compression)).transpose();
+    match mapper::delta_inputs(src, me, &pending) {
+        Some(inputs) => c.shared.deltas.get_or_build(inputs, compression, |i| {
+            encode(mapper::delta_from(src.settings(), i))
+        }),
+        None => encode(mapper::delta(src, me, pending)),
+    }
+}
+
 async fn run(
     c: &Control,
     node: Arc<Node>,
     session: &Session,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: Tx,
     compression: Compression,
     keep_alive: bool,
 ) {
     let node_id = node.id;
-    let full = mapper::full_map(c.tailnet.as_ref(), &node, false);
-    if !send(&tx, &full, compression).await {
+    // Built from the latest record, not kept: held across the loop's awaits,
+    // every session would keep a copy of the whole tailnet.
+    drop(node);
+    let Some(full) = full_map_frame(c, node_id, false, compression, &tx).await else {
+        return;
+    };
+    if !send_frame(&tx, full).await {
         return;
     }
-    tracing::debug!(
-        node.id = node_id,
-        peers = full.peers.len(),
-        "map stream started"
-    );
-    // Not kept for the life of the stream: held across the loop's awaits,
-    // every session would keep a copy of the whole tailnet.
-    drop(full);
+    tracing::debug!(node.id = node_id, "map stream started");
     let mut deadline = next_keep_alive(c.timing.keep_alive);
     loop {
         tokio::select! {
@@ -97,7 +188,7 @@ async fn run(
                     return;
                 }
                 // Let a burst of changes land, then send them as one message.
-                tokio::time::sleep(c.timing.batch_delay).await;
+                tokio::time::sleep_until(c.shared.batch_end(c.timing.batch_delay)).await;
                 if session.is_closed() {
                     return;
                 }
@@ -105,16 +196,21 @@ async fn run(
                 if pending.is_empty() {
                     continue;
                 }
-                let Some(me) = c.tailnet.node(node_id) else { return };
-                if let Some(msg) = mapper::delta(c.tailnet.as_ref(), &me, pending) {
-                    if !send(&tx, &msg, compression).await {
+                let frame = if pending.full {
+                    full_map_frame(c, node_id, true, compression, &tx).await
+                } else {
+                    let Some(me) = c.tailnet.node(node_id) else { return };
+                    delta_frame(c, &me, pending, compression).transpose()
+                };
+                if let Some(frame) = frame {
+                    if !send_frame(&tx, frame).await {
                         return;
                     }
                     deadline = next_keep_alive(c.timing.keep_alive);
                 }
             }
             _ = tokio::time::sleep_until(deadline), if keep_alive => {
-                if !send(&tx, &mapper::keep_alive(), compression).await {
+                if !send_frame(&tx, framing::frame(&mapper::keep_alive(), compression)).await {
                     return;
                 }
                 deadline = next_keep_alive(c.timing.keep_alive);
