@@ -4,6 +4,7 @@
 pub mod attempts;
 mod machine;
 mod poll;
+mod ssh_action;
 mod upgrade;
 
 use std::sync::Arc;
