@@ -160,7 +160,7 @@ mod tests {
         assert!(!f(Some("local"), None, None).matches(&e));
         assert!(!f(None, Some("user."), None).matches(&e));
         assert!(!f(None, None, Some("node:4")).matches(&e));
-        let since = |s| AuditFilter {
+        let since = |s: i64| AuditFilter {
             since: Some(Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()),
             ..Default::default()
         };

@@ -144,8 +144,9 @@ pub struct PreAuthKey {
     pub id: PreAuthKeyId,
     /// Public part of the key, shown in listings and used for look-up.
     pub prefix: String,
-    /// SHA-256 of the secret part. The secret itself is never stored.
-    pub hash: [u8; 32],
+    /// Hash of the secret part (SHA-256; bcrypt for keys imported from
+    /// headscale). The secret itself is never stored.
+    pub hash: crate::keys::SecretHash,
     pub user_id: Option<UserId>,
     pub reusable: bool,
     pub ephemeral: bool,
@@ -176,8 +177,9 @@ pub struct ApiKey {
     pub id: ApiKeyId,
     /// Public part of the key, shown in listings and used for look-up.
     pub prefix: String,
-    /// SHA-256 of the secret part. The secret itself is never stored.
-    pub hash: [u8; 32],
+    /// Hash of the secret part (SHA-256; bcrypt for keys imported from
+    /// headscale). The secret itself is never stored.
+    pub hash: crate::keys::SecretHash,
     /// `None`: never expires.
     pub expiration: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

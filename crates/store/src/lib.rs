@@ -6,6 +6,7 @@
 //! layer (`headway-state`) decides on, each change in one transaction.
 
 mod audit;
+pub mod import;
 mod rows;
 
 use std::path::Path;
@@ -172,6 +173,130 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         .map_err(|e| {
             StoreError::Database(format!("creating database file {}: {e}", path.display()))
         })
+}
+
+impl SqlStore {
+    /// Writes an import plan (see [`import`]) into this database, ids kept,
+    /// in one transaction: all of it or nothing. The database must hold no
+    /// users, nodes, keys or policy yet.
+    pub async fn import(&self, plan: &import::Plan) -> Result<(), import::ImportError> {
+        use import::ImportError;
+        let write = |e: StoreError| ImportError::Write(e.to_string());
+        for table in ["users", "nodes", "preauth_keys", "api_keys", "policies"] {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            let n: i64 = match self {
+                SqlStore::Sqlite { pool, .. } => sqlx::query_scalar(&sql).fetch_one(pool).await,
+                SqlStore::Postgres { pool, .. } => sqlx::query_scalar(&sql).fetch_one(pool).await,
+            }
+            .map_err(|e| write(db_err(e)))?;
+            if n > 0 {
+                return Err(ImportError::TargetNotEmpty(format!(
+                    "{} has {n} rows in {table}",
+                    self.describe()
+                )));
+            }
+        }
+        let mut tx = match self {
+            SqlStore::Sqlite { pool, .. } => {
+                SqlTx::Sqlite(pool.begin().await.map_err(|e| write(db_err(e)))?)
+            }
+            SqlStore::Postgres { pool, .. } => {
+                // An import is announced to nobody: replicas start after it.
+                SqlTx::Postgres(pool.begin().await.map_err(|e| write(db_err(e)))?)
+            }
+        };
+        let mismatch = |table: &str, want: i64, got: i64| {
+            ImportError::Write(format!(
+                "{table}: the database gave id {got} where {want} was asked; nothing was written"
+            ))
+        };
+        let mut users: Vec<_> = plan.users.iter().collect();
+        users.sort_by_key(|u| u.id);
+        for u in users {
+            claim_id(&mut tx, "users", u.id).await.map_err(write)?;
+            let got = tx.insert_user(u).await.map_err(write)?;
+            if got != u.id {
+                return Err(mismatch("users", u.id, got));
+            }
+        }
+        let mut keys: Vec<_> = plan.preauth_keys.iter().collect();
+        keys.sort_by_key(|k| k.id);
+        for k in keys {
+            claim_id(&mut tx, "preauth_keys", k.id)
+                .await
+                .map_err(write)?;
+            let got = tx.insert_preauth_key(k).await.map_err(write)?;
+            if got != k.id {
+                return Err(mismatch("preauth_keys", k.id, got));
+            }
+        }
+        let mut nodes: Vec<_> = plan.nodes.iter().collect();
+        nodes.sort_by_key(|n| n.id);
+        for n in nodes {
+            claim_id(&mut tx, "nodes", n.id).await.map_err(write)?;
+            let got = tx.insert_node(n).await.map_err(write)?;
+            if got != n.id {
+                return Err(mismatch("nodes", n.id, got));
+            }
+        }
+        let mut api_keys: Vec<_> = plan.api_keys.iter().collect();
+        api_keys.sort_by_key(|k| k.id);
+        for k in api_keys {
+            claim_id(&mut tx, "api_keys", k.id).await.map_err(write)?;
+            let got = tx.insert_api_key(k).await.map_err(write)?;
+            if got != k.id {
+                return Err(mismatch("api_keys", k.id, got));
+            }
+        }
+        if let Some(p) = &plan.policy {
+            tx.set_policy(p).await.map_err(write)?;
+        }
+        if let SqlTx::Postgres(c) = &mut tx {
+            // Later inserts continue after the highest imported id.
+            for table in ["users", "preauth_keys", "nodes", "api_keys"] {
+                let sql = format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                );
+                sqlx::query(&sql)
+                    .execute(&mut **c)
+                    .await
+                    .map_err(|e| write(db_err(e)))?;
+            }
+        }
+        Box::new(tx).commit().await.map_err(write)
+    }
+}
+
+/// Makes the next id the database hands out for `table` be `id` (rows are
+/// inserted in ascending id order into an empty table, so it is free).
+async fn claim_id(tx: &mut SqlTx, table: &str, id: i64) -> Result<(), StoreError> {
+    match tx {
+        SqlTx::Sqlite(c) => {
+            let r = sqlx::query("UPDATE sqlite_sequence SET seq = $2 WHERE name = $1")
+                .bind(table)
+                .bind(id - 1)
+                .execute(&mut **c)
+                .await
+                .map_err(db_err)?;
+            if r.rows_affected() == 0 {
+                sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ($1, $2)")
+                    .bind(table)
+                    .bind(id - 1)
+                    .execute(&mut **c)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        SqlTx::Postgres(c) => {
+            sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), $2, false)")
+                .bind(table)
+                .bind(id)
+                .execute(&mut **c)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
 }
 
 /// One open transaction on either backend.

@@ -2,6 +2,7 @@
 //! per backend by `backend!` (concrete connection and row types, so no
 //! generic trait bounds), and the SQL is shared by both.
 
+use headway_state::keys::SecretHash;
 use headway_state::model::*;
 use headway_state::store::StoreError;
 
@@ -146,7 +147,7 @@ macro_rules! backend {
             ) -> Result<PreAuthKeyId, StoreError> {
                 let row = sqlx::query(INSERT_KEY)
                     .bind(&k.prefix)
-                    .bind(k.hash.to_vec())
+                    .bind(k.hash.to_bytes())
                     .bind(k.user_id)
                     .bind(k.reusable)
                     .bind(k.ephemeral)
@@ -188,7 +189,7 @@ macro_rules! backend {
             pub async fn insert_api_key(c: &mut Conn, k: &ApiKey) -> Result<ApiKeyId, StoreError> {
                 let row = sqlx::query(INSERT_API_KEY)
                     .bind(&k.prefix)
-                    .bind(k.hash.to_vec())
+                    .bind(k.hash.to_bytes())
                     .bind(k.expiration)
                     .bind(k.created_at)
                     .bind(k.last_seen)
@@ -333,9 +334,9 @@ macro_rules! backend {
                 Ok(PreAuthKey {
                     id,
                     prefix: get(r, t, id, "prefix")?,
-                    hash: hash
-                        .try_into()
-                        .map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
+                    hash: SecretHash::from_bytes(&hash).ok_or_else(|| {
+                        corrupt(t, id, "hash", "neither a SHA-256 nor a bcrypt hash")
+                    })?,
                     user_id: get(r, t, id, "user_id")?,
                     reusable: get(r, t, id, "reusable")?,
                     ephemeral: get(r, t, id, "ephemeral")?,
@@ -353,9 +354,9 @@ macro_rules! backend {
                 Ok(ApiKey {
                     id,
                     prefix: get(r, t, id, "prefix")?,
-                    hash: hash
-                        .try_into()
-                        .map_err(|_| corrupt(t, id, "hash", "not 32 bytes"))?,
+                    hash: SecretHash::from_bytes(&hash).ok_or_else(|| {
+                        corrupt(t, id, "hash", "neither a SHA-256 nor a bcrypt hash")
+                    })?,
                     expiration: get(r, t, id, "expiration")?,
                     created_at: get(r, t, id, "created_at")?,
                     last_seen: get(r, t, id, "last_seen")?,

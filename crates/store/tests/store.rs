@@ -136,7 +136,7 @@ async fn round_trips_every_record(store: &dyn Store) {
     let mut key = PreAuthKey {
         id: 0,
         prefix: "0123456789ab".into(),
-        hash: [9; 32],
+        hash: headway_state::keys::SecretHash::Sha256([9; 32]),
         user_id: Some(user.id),
         reusable: true,
         ephemeral: false,
@@ -373,7 +373,7 @@ async fn round_trips_api_keys_and_oauth_clients(store: &dyn Store) {
     let mut key = ApiKey {
         id: 0,
         prefix: "0123456789ab".into(),
-        hash: [7; 32],
+        hash: headway_state::keys::SecretHash::Sha256([7; 32]),
         expiration: Some(t0() + chrono::Duration::days(90)),
         created_at: t0(),
         last_seen: None,

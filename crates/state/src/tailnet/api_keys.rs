@@ -86,7 +86,7 @@ impl Tailnet {
         let mut key = ApiKey {
             id: 0,
             prefix: secret.prefix,
-            hash: secret.hash,
+            hash: keys::SecretHash::Sha256(secret.hash),
             expiration,
             created_at: now,
             last_seen: None,
@@ -157,7 +157,11 @@ impl Tailnet {
     /// [`Error::Unauthorized`] with a message that quotes nothing sent.
     pub fn authenticate_api_key(&self, text: &str) -> Result<ApiKeyUse> {
         let invalid = || Error::Unauthorized(INVALID_API_KEY.into());
-        let (prefix, secret) = keys::split(API_KEY_PREFIX, text.trim()).ok_or_else(invalid)?;
+        let text = text.trim();
+        // Headway's shape, or headscale's older `prefix.secret` (imported).
+        let (prefix, secret) = keys::split(API_KEY_PREFIX, text)
+            .or_else(|| keys::split_legacy_api_key(text))
+            .ok_or_else(invalid)?;
         let now = self.now();
         // Verified under the read lock; the use is noted under the write
         // lock only when the stored time is stale (once a minute a key).
@@ -168,7 +172,7 @@ impl Tailnet {
                 .get(prefix)
                 .and_then(|id| keys.by_id.get(id))
                 .ok_or_else(invalid)?;
-            if !keys::verify(secret, &key.hash) {
+            if !key.hash.verify(secret) {
                 return Err(invalid());
             }
             if key.is_expired(now) {

@@ -70,7 +70,7 @@ impl Tailnet {
         let mut key = PreAuthKey {
             id: 0,
             prefix: secret.prefix,
-            hash: secret.hash,
+            hash: keys::SecretHash::Sha256(secret.hash),
             user_id: new.user,
             reusable: new.reusable,
             ephemeral: new.ephemeral,
@@ -156,15 +156,19 @@ impl Tailnet {
         &self,
         text: &str,
     ) -> std::result::Result<PreAuthKey, KeyRefusal> {
-        let (prefix, secret) =
-            keys::split(AUTH_KEY_PREFIX, text.trim()).ok_or(KeyRefusal::Unknown)?;
+        let text = text.trim();
+        // Headway's shape, or headscale's older bare keys (imported).
+        let (prefix, secret) = match keys::split(AUTH_KEY_PREFIX, text) {
+            Some((prefix, secret)) => (prefix.to_string(), secret),
+            None => keys::split_legacy_auth_key(text).ok_or(KeyRefusal::Unknown)?,
+        };
         let inner = self.inner.read();
         let key = inner
             .key_by_prefix
-            .get(prefix)
+            .get(&prefix)
             .and_then(|id| inner.keys.get(id))
             .ok_or(KeyRefusal::Unknown)?;
-        if !keys::verify(secret, &key.hash) {
+        if !key.hash.verify(secret) {
             return Err(KeyRefusal::Unknown);
         }
         Ok(key.clone())
