@@ -208,11 +208,14 @@ impl<K: PartialEq, V: Clone> DeltaCache<K, V> {
     }
 }
 
+/// A peer record's encoded JSON, with the inputs it was built from.
+type PeerVariant = (PeerInput, Arc<[u8]>);
+
 /// Each node's peer record as JSON, for the viewers that see it alike
 /// (usually all of them: one variant per node).
 #[derive(Debug, Default)]
 pub struct PeerCache {
-    by_node: Mutex<HashMap<NodeId, Vec<(PeerInput, Arc<[u8]>)>>>,
+    by_node: Mutex<HashMap<NodeId, Vec<PeerVariant>>>,
 }
 
 /// Variants kept per node (viewers that see different routes through it).

@@ -153,7 +153,10 @@ pub fn legacy_auth_prefix(text: &str) -> String {
 /// An API key of headscale's older shape, `<7-char prefix>.<secret>`.
 pub fn split_legacy_api_key(text: &str) -> Option<(&str, &str)> {
     let (prefix, secret) = text.split_once('.')?;
-    let ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     (prefix.len() == 7 && !secret.is_empty() && secret.len() <= 128 && ok(prefix) && ok(secret))
         .then_some((prefix, secret))
 }

@@ -60,7 +60,6 @@ async fn console_in_a_browser_with_an_official_client() {
         tmp.path(),
         ServerOpts {
             extra_yaml: "policy:\n  mode: database\n".into(),
-            ..Default::default()
         },
     )
     .await;

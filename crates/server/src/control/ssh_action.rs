@@ -19,14 +19,10 @@ pub(super) struct ActionQuery {
     auth_id: Option<String>,
 }
 
-fn node_id(what: &str, text: &str) -> Result<i64, Response> {
-    text.parse::<i64>().map_err(|_| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("{what} node id {text:?} in the SSH action URL is not a number"),
-        )
-            .into_response()
-    })
+/// A node id from the URL, or what to say about it.
+fn node_id(what: &str, text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .map_err(|_| format!("{what} node id {text:?} in the SSH action URL is not a number"))
 }
 
 pub(super) async fn ssh_action(
@@ -36,7 +32,7 @@ pub(super) async fn ssh_action(
 ) -> Response {
     let (src, dst) = match (node_id("source", &src), node_id("destination", &dst)) {
         (Ok(s), Ok(d)) => (s, d),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(why), _) | (_, Err(why)) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
     let req = SshCheckRequest {
         src,
