@@ -82,6 +82,9 @@ pub enum Command {
     /// Manage the API keys that open the admin API over the network
     #[command(subcommand, visible_alias = "apikey", alias = "api")]
     Apikeys(ApikeysCommand),
+    /// Read the audit log: admin actions and node authentication events
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCommand),
     /// Manage the access policy (ACLs, grants, tags, SSH rules, autoApprovers)
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -96,9 +99,15 @@ pub enum Command {
         alias = "oauth"
     )]
     OauthClients(OauthClientsCommand),
-    /// Read the audit log: admin actions and node authentication events
+    /// Bring a headscale installation's database across (offline: writes
+    /// this server's database directly, which must be new)
     #[command(subcommand)]
-    Audit(crate::commands::audit::AuditCommand),
+    Import(ImportCommand),
+    /// Copy the SQLite database to FILE, consistently, while the server runs
+    Backup(BackupArgs),
+    /// Put a backup in place of the SQLite database (stop the server first;
+    /// the replaced database is kept beside it)
+    Restore(RestoreArgs),
     /// Check that the running server and its database answer
     Health,
     /// Print the version and the Tailscale clients it supports
@@ -485,7 +494,7 @@ pub struct ExpireNode {
     /// When the key expires (RFC 3339, e.g. 2026-08-27T10:00:00Z); now when not given
     #[arg(short, long, conflicts_with = "disable")]
     pub expiry: Option<String>,
-    /// Disable key expiry instead: the node never expires (until it logs in again)
+    /// Never expire the node's key
     #[arg(short, long)]
     pub disable: bool,
 }
@@ -648,6 +657,7 @@ mod tests {
             ],
             &["headway", "nodes", "approve-routes", "-i", "3", "-r", ""],
             &["headway", "nodes", "list-routes"],
+            &["headway", "nodes", "expire", "-i", "3", "--disable"],
             &["headway", "nodes", "lsr", "-i", "3", "-o", "json"],
             &[
                 "headway",
@@ -727,4 +737,39 @@ mod tests {
         };
         assert_eq!(tag.tags, ["tag:a", "tag:b"]);
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Users, nodes (keys, addresses, names, tags, routes, expiry), pre-auth
+    /// keys, API keys and the stored policy from a headscale database, ids
+    /// kept. Clients keep working once Headway serves with headscale's Noise
+    /// key (noise.private_key_path).
+    Headscale(ImportHeadscale),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportHeadscale {
+    /// headscale's database: the path of its db.sqlite, or a postgres:// URL
+    #[arg(long, value_name = "DB")]
+    pub from: Option<String>,
+    /// headscale's config.yaml, to find its database (when --from is not
+    /// given) and its Noise key. (Headway's own config is --config.)
+    #[arg(long, value_name = "FILE")]
+    pub headscale_config: Option<PathBuf>,
+    /// Read and convert, report what would be written, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy (must not exist yet)
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file written by `headway backup`
+    pub file: PathBuf,
 }

@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod duration;
 mod man;
+mod offline;
 mod output;
 mod remote;
 mod serve;
@@ -24,7 +25,7 @@ use headway_api::wire::HealthResponse;
 use headway_config::{Env, Loaded, Overrides};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, ConfigCommand, ExplainPolicy, PolicyCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ExplainPolicy, ImportCommand, PolicyCommand};
 use crate::client::Client;
 use crate::commands::Ctx;
 use crate::output::{ErrorOutput, Output};
@@ -99,6 +100,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::policy::explain_offline(out, &policy, &topology)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import(ImportCommand::Headscale(args)) => {
+            let loaded = load_config(config_path.as_deref(), &env)?;
+            offline::import_headscale(out, &loaded.config, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => {
+            let loaded = load_config(config_path.as_deref(), &env)?;
+            offline::backup(out, &loaded.config, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            let loaded = load_config(config_path.as_deref(), &env)?;
+            offline::restore(out, &loaded.config, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
@@ -112,16 +128,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Nodes(c) => commands::nodes::run(&ctx, c).await?,
                 Command::Auth(c) => commands::auth::run(&ctx, c).await?,
                 Command::Apikeys(c) => commands::apikeys::run(&ctx, c).await?,
+                Command::Audit(c) => commands::audit::run(&ctx, c).await?,
                 Command::Policy(c) => commands::policy::run(&ctx, c).await?,
                 Command::OauthClients(c) => commands::oauth_clients::run(&ctx, c).await?,
-                Command::Audit(c) => commands::audit::run(&ctx, c).await?,
                 Command::Health => health(&ctx).await?,
                 Command::Serve
                 | Command::Version
                 | Command::Config(_)
                 | Command::Configtest
                 | Command::Completions { .. }
-                | Command::Man { .. } => {}
+                | Command::Man { .. }
+                | Command::Import(_)
+                | Command::Backup(_)
+                | Command::Restore(_) => {}
             }
             Ok(ExitCode::SUCCESS)
         }

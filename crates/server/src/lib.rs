@@ -6,8 +6,8 @@
 
 mod acme;
 mod audit_log;
-pub mod control;
 mod console;
+pub mod control;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
@@ -90,9 +90,15 @@ pub struct Server {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(open_sql_store(config).await?))
+}
+
+/// Opens (and migrates) the database the configuration names; also used
+/// by the CLI's offline commands (import, backup).
+pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(match &config.database.backend {
-        DatabaseBackend::Sqlite(s) => Arc::new(SqlStore::open_sqlite(&s.path).await?),
-        DatabaseBackend::Postgres(p) => Arc::new(
+        DatabaseBackend::Sqlite(s) => SqlStore::open_sqlite(&s.path).await?,
+        DatabaseBackend::Postgres(p) => {
             SqlStore::open_postgres(&PostgresOptions {
                 host: p.host.clone(),
                 port: p.port,
@@ -102,8 +108,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 ssl_mode: p.ssl.as_str().to_string(),
                 max_connections: p.max_open_conns.max(2),
             })
-            .await?,
-        ),
+            .await?
+        }
     })
 }
 
