@@ -39,7 +39,8 @@ async fn start() -> TestServer {
     let overrides = Overrides::new()
         .with("server_url", &url)
         .with("listen_addr", format!("127.0.0.1:{port}"))
-        .with("derp.server.enabled", "false");
+        .with("derp.server.enabled", "false")
+        .with("metrics_listen_addr", "127.0.0.1:0");
     let loaded = headway_config::load(None, &env, &overrides).unwrap();
     let server = Server::start(loaded.config, CancellationToken::new())
         .await

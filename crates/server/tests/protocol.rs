@@ -40,7 +40,12 @@ async fn start() -> TestServer {
         .with("server_url", &url)
         .with("listen_addr", format!("127.0.0.1:{port}"))
         .with("derp.server.stun_listen_addr", "127.0.0.1:0")
-        .with("derp.server.tls_listen_addr", "127.0.0.1:0");
+        .with("derp.server.tls_listen_addr", "127.0.0.1:0")
+        .with("metrics_listen_addr", {
+            // Its own port: parallel tests must not share the default 9090.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+        });
     let loaded = headway_config::load(None, &env, &overrides).unwrap();
     let timing = Timing {
         keep_alive: Duration::from_millis(300),
