@@ -14,7 +14,10 @@ const shots = process.env.SCREENSHOT_DIR;
 assert.ok(url && apiKey && shots, "HEADWAY_URL, HEADWAY_API_KEY and SCREENSHOT_DIR are needed");
 mkdirSync(shots, { recursive: true });
 
-const replies = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+// The interface keeps the process alive while stdin is open: it is closed
+// at the end (and the Rust side closes stdin after "@@ DONE").
+const input = createInterface({ input: process.stdin });
+const replies = input[Symbol.asyncIterator]();
 async function ask(verb, arg = "") {
   console.log(`@@ ${verb} ${arg}`);
   const { value, done } = await replies.next();
@@ -175,5 +178,6 @@ try {
   console.error(`browser errors: ${JSON.stringify(errors)}`);
   throw e;
 } finally {
+  input.close();
   await browser.close();
 }

@@ -300,16 +300,14 @@ async fn a_python_grpc_client_from_our_proto_creates_a_user_and_a_key_and_lists_
     let _slot = slot().await;
     let venv = venv();
     let dir = tempfile::tempdir().unwrap();
-    let grpc_port = free_tcp_port();
     let server = Headway::start(
         dir.path(),
         ServerOpts {
-            extra_yaml: format!(
-                "grpc_listen_addr: 127.0.0.1:{grpc_port}\ngrpc_allow_insecure: true\n"
-            ),
+            extra_yaml: "grpc_allow_insecure: true\n".into(),
         },
     )
     .await;
+    let grpc_port = server.grpc_port;
     eventually(Duration::from_secs(10), "the gRPC listener", async || {
         TcpStream::connect(("127.0.0.1", grpc_port))
             .await

@@ -121,8 +121,9 @@ async fn console_in_a_browser_with_an_official_client() {
                 continue;
             }
             "DONE" => {
+                // The script waits for its stdin to close before it exits.
                 done = true;
-                continue;
+                break;
             }
             other => format!("unknown request {other}"),
         };
@@ -131,6 +132,7 @@ async fn console_in_a_browser_with_an_official_client() {
             .await
             .unwrap();
     }
+    drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(30), browser.wait())
         .await
         .expect("the browser test did not end")

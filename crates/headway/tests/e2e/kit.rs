@@ -119,6 +119,9 @@ pub struct Headway {
     pub port: u16,
     pub derp_port: u16,
     pub stun_port: u16,
+    /// The remote gRPC API's port (`grpc_listen_addr`); it listens only with
+    /// TLS or `grpc_allow_insecure`, but never on the shared default port.
+    pub grpc_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
 }
@@ -148,11 +151,13 @@ impl Headway {
         let port = launch.port.unwrap_or_else(free_tcp_port);
         let derp_port = free_tcp_port();
         let stun_port = free_udp_port();
+        let grpc_port = free_tcp_port();
         let config = dir.join("config.yaml");
         let yaml = format!(
             "server_url: {scheme}://{host}:{port}\n\
              listen_addr: 127.0.0.1:{port}\n\
              metrics_listen_addr: 127.0.0.1:{metrics}\n\
+             grpc_listen_addr: 127.0.0.1:{grpc_port}\n\
              data_dir: {data}\n\
              unix_socket: {sock}\n\
              derp:\n  server:\n    enabled: true\n    stun_listen_addr: 127.0.0.1:{stun_port}\n    tls_listen_addr: 127.0.0.1:{derp_port}\n\
@@ -173,6 +178,7 @@ impl Headway {
             port,
             derp_port,
             stun_port,
+            grpc_port,
             log: dir.join("headway.log"),
             child: None,
         };

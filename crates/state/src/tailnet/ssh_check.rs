@@ -430,10 +430,42 @@ mod tests {
 
     struct Kit {
         tailnet: Arc<Tailnet>,
+        clock: Arc<ManualClock>,
+        /// The node ids of alice's laptop, bob's laptop and the server, as
+        /// the store assigned them.
+        alice: NodeId,
+        bob: NodeId,
+        server: NodeId,
     }
 
-    /// alice's laptop (node 1, machine 1) and bob's laptop (node 2), and a
-    /// `tag:server` (node 3, machine 3).
+    impl Kit {
+        /// The first request for an SSH connection from `src` to the server.
+        fn first(&self, src: NodeId) -> SshCheckRequest<'static> {
+            SshCheckRequest {
+                src,
+                dst: self.server,
+                local_user: "root",
+                auth_id: None,
+            }
+        }
+    }
+
+    /// The server's machine key: only it may ask about connections to it.
+    const SERVER_MACHINE: MachinePublic = MachinePublic([3; 32]);
+
+    /// The auth id in a HoldAndDelegate URL.
+    fn auth_id(a: &SshAction) -> String {
+        assert!(!a.accept && !a.reject, "{a:?}");
+        assert!(a.message.contains("/register/"), "{a:?}");
+        a.hold_and_delegate
+            .split("auth_id=")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no auth_id in {a:?}"))
+            .to_string()
+    }
+
+    /// alice's laptop (machine key 1), bob's laptop (2), and a `tag:server`
+    /// owned by alice (3).
     async fn kit(ssh: &str) -> Kit {
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
@@ -493,25 +525,33 @@ mod tests {
             r#"{{"tagOwners": {{"tag:server": ["alice@"]}}, "acls": [{{"action": "accept", "src": ["*"], "dst": ["*:*"]}}], "ssh": [{ssh}]}}"#
         );
         tailnet.load_policy_file(&policy).await.unwrap();
-        Kit { tailnet }
+        let id = |n: u8| {
+            tailnet
+                .node_by_key(&NodePublic([n; 32]))
+                .unwrap_or_else(|| panic!("node {n} was registered"))
+                .id
+        };
+        let (alice, bob, server) = (id(1), id(2), id(3));
+        assert!(alice != bob && bob != server && alice != server);
+        Kit {
+            tailnet,
+            clock,
+            alice,
+            bob,
+            server,
+        }
     }
 
     const CHECK: &str = r#"{"action": "check", "src": ["autogroup:member"], "dst": ["tag:server"], "users": ["root"], "checkPeriod": "1h"}"#;
 
-    fn first(src: NodeId) -> SshCheckRequest<'static> {
-        SshCheckRequest {
-            src,
-            dst: 3,
-            local_user: "root",
-            auth_id: None,
-        }
-    }
-
     #[tokio::test]
     async fn only_the_destination_machine_may_ask() {
         let k = kit(CHECK).await;
-        for (machine, node) in [(1u8, 3), (3, 99)] {
-            let mut req = first(1);
+        let unknown = k.alice.max(k.bob).max(k.server) + 100;
+        // alice's machine asking about the server; the server's machine
+        // asking about a node that does not exist.
+        for (machine, node) in [(1u8, k.server), (3, unknown)] {
+            let mut req = k.first(k.alice);
             req.dst = node;
             let err = k
                 .tailnet
@@ -524,5 +564,121 @@ mod tests {
             );
         }
         assert!(k.tailnet.pending_ssh_checks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn held_until_approved_then_passed_for_the_check_period() {
+        let k = kit(CHECK).await;
+        let t = &k.tailnet;
+        let held = t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap();
+        let prefix = format!(
+            "http://127.0.0.1:8080/machine/ssh/action/{}/to/{}?local_user=root&auth_id=",
+            k.alice, k.server
+        );
+        assert!(held.hold_and_delegate.starts_with(&prefix), "{held:?}");
+        let id = auth_id(&held);
+        let info = t.pending_ssh_check(&id).unwrap();
+        assert_eq!(
+            (info.src_node, info.dst_node, info.local_user.as_str()),
+            (k.alice, k.server, "root")
+        );
+
+        // The follow-up waits; the decision releases it.
+        let follow = SshCheckRequest {
+            auth_id: Some(&id),
+            ..k.first(k.alice)
+        };
+        let waiting = {
+            let t = t.clone();
+            let id = id.clone();
+            let req = k.first(k.alice);
+            tokio::spawn(async move {
+                let req = SshCheckRequest {
+                    auth_id: Some(&id),
+                    ..req
+                };
+                t.ssh_action(SERVER_MACHINE, req).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the follow-up waits for a decision");
+        // Another node's follow-up with this id is refused.
+        let other = SshCheckRequest {
+            src: k.bob,
+            ..follow
+        };
+        assert_eq!(
+            t.ssh_action(SERVER_MACHINE, other).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        match t.approve_auth_request(&id).await.unwrap() {
+            Approved::SshCheck(c) => assert_eq!(c.auth_id, id),
+            other => panic!("{other:?}"),
+        }
+        assert!(waiting.await.unwrap().unwrap().accept);
+        // A follow-up arriving after the decision still gets it.
+        assert!(t.ssh_action(SERVER_MACHINE, follow).await.unwrap().accept);
+        assert!(t.approve_auth_request(&id).await.is_err(), "decided once");
+
+        // Within the period: accepted at once. For bob's node: not.
+        k.clock.advance(chrono::Duration::minutes(59));
+        assert!(
+            t.ssh_action(SERVER_MACHINE, k.first(k.alice))
+                .await
+                .unwrap()
+                .accept
+        );
+        auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.bob)).await.unwrap());
+        // After it: held again.
+        k.clock.advance(chrono::Duration::minutes(2));
+        auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_the_source_owner_approves_as_a_person_and_rejections_reach_the_client() {
+        let k = kit(CHECK).await;
+        let t = &k.tailnet;
+        let id = auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+        let bob = t.resolve_user("bob").unwrap().id;
+        let alice = t.resolve_user("alice").unwrap().id;
+        let err = t
+            .approve_ssh_check(&id, SshApprover::User(bob))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+        t.approve_ssh_check(&id, SshApprover::User(alice)).unwrap();
+
+        let id = auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.bob)).await.unwrap());
+        t.reject_auth_request(&id, "").unwrap();
+        let req = SshCheckRequest {
+            auth_id: Some(&id),
+            ..k.first(k.bob)
+        };
+        let a = t.ssh_action(SERVER_MACHINE, req).await.unwrap();
+        assert!(a.reject && a.message.contains("refused"), "{a:?}");
+    }
+
+    #[tokio::test]
+    async fn without_a_check_rule_the_connection_is_refused_and_stale_checks_expire() {
+        let k = kit(CHECK).await;
+        let t = &k.tailnet;
+        let id = auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+        k.clock.advance(chrono::Duration::minutes(16));
+        assert_eq!(t.expire_ssh_checks(), 1);
+        assert!(t.pending_ssh_check(&id).is_err());
+        // An unknown id gets a new link.
+        let req = SshCheckRequest {
+            auth_id: Some(&id),
+            ..k.first(k.alice)
+        };
+        let fresh = auth_id(&t.ssh_action(SERVER_MACHINE, req).await.unwrap());
+        assert_ne!(fresh, id);
+
+        let k = kit(r#"{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:server"], "users": ["root"]}"#).await;
+        let a = k
+            .tailnet
+            .ssh_action(SERVER_MACHINE, k.first(k.alice))
+            .await
+            .unwrap();
+        assert!(a.reject && a.message.contains("no SSH check rule"), "{a:?}");
     }
 }
