@@ -194,7 +194,6 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
         "periodic DERP map refresh",
         Some("derp.auto_update_enabled"),
     ),
-    ("node.routes.ha.", "HA subnet router health probing", None),
     ("preauth_keys.", "deleting revoked pre-auth keys", None),
     ("trusted_proxies", "trusting forwarded-for headers", None),
 ];

@@ -156,7 +156,7 @@ pub struct RoutesConfig {
     pub ha: HaRoutesConfig,
 }
 
-/// `node.routes.ha.*` (not built yet).
+/// `node.routes.ha.*`: health probes of HA subnet routers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaRoutesConfig {
     /// `None`: probing disabled.

@@ -679,12 +679,17 @@ fn not_yet_supported_keys_warn_only_when_changed() {
     );
     assert_eq!(
         warnings(
-            "node: {routes: {ha: {probe_interval: 37s}}}\nlogtail: {enabled: true}\n",
+            "preauth_keys: {revoked_retention: 1h}\nlogtail: {enabled: true}\n",
             &[]
         ),
         [
-            "node.routes.ha.probe_interval: HA subnet router health probing is not built into Headway yet; ignored"
+            "preauth_keys.revoked_retention: deleting revoked pre-auth keys is not built into Headway yet; ignored"
         ]
+    );
+    // Router health probes are built: not flagged.
+    assert_eq!(
+        warnings("node: {routes: {ha: {probe_interval: 37s}}}\n", &[]),
+        Vec::<String>::new()
     );
     // OIDC is built: its settings are not flagged, switched on or not.
     assert_eq!(

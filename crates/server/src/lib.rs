@@ -331,6 +331,15 @@ impl Server {
         };
         audit_log::start(&config.audit, &tailnet, &mut tasks, shutdown.clone())?;
         jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
+        if let Some(interval) = config.node.routes.ha.probe_interval {
+            jobs::spawn_route_probes(
+                &mut tasks,
+                tailnet.clone(),
+                interval,
+                config.node.routes.ha.probe_timeout,
+                shutdown.clone(),
+            );
+        }
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {
             tailnet,
