@@ -128,6 +128,7 @@ pub(crate) const KEYS: &[Key] = &[
     secret("database.postgres.pass"),
     text("database.postgres.pass_path", ""),
     scalar("database.postgres.ssl", "false"),
+    text("database.postgres.ssl_root_cert", ""),
     scalar("database.postgres.max_open_conns", "10"),
     scalar("database.postgres.max_idle_conns", "10"),
     scalar("database.postgres.conn_max_idle_time_secs", "3600"),

@@ -613,7 +613,7 @@ fn cross_key_rules() {
 fn typed_choices() {
     let c = config(
         "tls_cert_path: cert.pem\ntls_key_path: /abs/key.pem\nserver_url: https://hw.example.com\n\
-         database: {type: postgres, postgres: {host: db, port: 6432, ssl: verify-full, pass: hunter2}}\n\
+         database: {type: postgres, postgres: {host: db, port: 6432, ssl: verify-full, ssl_root_cert: db-ca.pem, pass: hunter2}}\n\
          derp: {server: {ipv4: none}}\nunix_socket_permission: 660\n",
     );
     assert!(
@@ -627,6 +627,13 @@ fn typed_choices() {
         ("db", 6432, PostgresSslMode::VerifyFull)
     );
     assert_eq!(pg.pass.as_ref().map(Secret::expose), Some("hunter2"));
+    assert!(
+        pg.ssl_root_cert
+            .as_deref()
+            .is_some_and(|p| p.ends_with("db-ca.pem")),
+        "{:?}",
+        pg.ssl_root_cert
+    );
     assert_eq!(pg.conn_max_idle_time, Duration::from_secs(3600));
     assert_eq!(c.derp.server.ipv4, DerpNodeIp::Disabled);
     assert_eq!(c.unix_socket_permission, 0o660);

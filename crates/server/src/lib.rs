@@ -106,6 +106,7 @@ pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
                 user: p.user.clone(),
                 password: p.pass.as_ref().map(|s| s.expose().to_string()),
                 ssl_mode: p.ssl.as_str().to_string(),
+                ssl_root_cert: p.ssl_root_cert.clone(),
                 max_connections: p.max_open_conns.max(2),
             })
             .await?
