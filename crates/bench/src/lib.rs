@@ -13,6 +13,7 @@
 
 pub mod digest;
 pub mod node;
+pub mod official;
 pub mod procstat;
 pub mod profile;
 pub mod report;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use headway_bench::{Options, Results, ServerCommand, report};
+use headway_bench::{Options, Results, ServerCommand, official, report};
 use tracing_subscriber::EnvFilter;
 
 /// Headway's protocol-level load generator.
@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Start a server and measure it under N simulated nodes
     Run(RunArgs),
+    /// Start a server and N official Tailscale clients; measure the idle cost once they converge
+    Clients(ClientsArgs),
     /// Run the server (what `run` starts in a process of its own); the
     /// configuration comes from HEADWAY_ environment variables
     Serve,
@@ -36,9 +38,40 @@ enum Command {
         /// Results of a what-if run (a patched server), for {{patched_results}} and {{patched_targets}}
         #[arg(long)]
         patched: Vec<PathBuf>,
+        /// Results of `clients --json`, for {{official_clients}}
+        #[arg(long)]
+        clients: Option<PathBuf>,
         /// Results files written by `run --json`, in column order
         results: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ClientsArgs {
+    /// Official clients (tailscaled processes) to run
+    #[arg(long, short = 'n', default_value_t = 60)]
+    clients: usize,
+    /// The directory holding `tailscale` and `tailscaled` (scripts/fetch-tailscale)
+    #[arg(long)]
+    tailscale_dir: PathBuf,
+    /// `tailscale up` commands at once
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Seconds waited after convergence before measuring
+    #[arg(long, default_value_t = 60)]
+    settle_secs: u64,
+    /// Seconds of the measured idle window
+    #[arg(long, default_value_t = 120)]
+    idle_secs: u64,
+    /// Run this binary's `serve` instead of `headway-bench serve` (e.g. target/release/headway)
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Directory for the server's and the clients' state and logs (default: a new temporary one)
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Write the results as JSON here
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,12 +125,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve => serve(),
         Command::Run(args) => run(args),
+        Command::Clients(args) => clients(args),
         Command::Report {
             template,
             out,
             patched,
+            clients,
             results,
-        } => render(&template, &out, &results, &patched),
+        } => render(&template, &out, &results, &patched, clients.as_deref()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +217,44 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn clients(args: ClientsArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let server = match args.server_bin {
+        Some(program) => ServerCommand {
+            program,
+            args: vec!["serve".into()],
+        },
+        None => ServerCommand::this_executable()?,
+    };
+    let work_dir = match args.work_dir {
+        Some(dir) => dir,
+        None => tempfile_dir()?,
+    };
+    let opts = official::ClientsOptions {
+        clients: args.clients.max(2),
+        tailscale_dir: args.tailscale_dir,
+        server,
+        work_dir: work_dir.clone(),
+        concurrency: args.concurrency,
+        settle: Duration::from_secs(args.settle_secs),
+        idle: Duration::from_secs(args.idle_secs),
+    };
+    let results = runtime()?.block_on(official::run_clients(&opts))?;
+    println!("{}", official::markdown(&results));
+    let json = serde_json::to_string_pretty(&results)?;
+    if let Some(path) = args.json {
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!("server and client state and logs: {}", work_dir.display());
+    Ok(())
+}
+
 /// A fresh directory under the system's temporary directory, kept after the
 /// run so the server's log can be read.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -200,10 +273,22 @@ fn render(
     out: &Path,
     files: &[PathBuf],
     patched: &[PathBuf],
+    clients: Option<&Path>,
 ) -> anyhow::Result<()> {
     let template = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
     let page = report::render(&template, &read_results(files)?, &read_results(patched)?);
+    let official = match clients {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let r: official::ClientsResults = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a `clients` results file", f.display()))?;
+            official::markdown(&r)
+        }
+        None => "Not measured yet: `scripts/bench` runs it (`headway-bench clients`).\n".into(),
+    };
+    let page = page.replace("{{official_clients}}", &official);
     std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -56,6 +56,8 @@ pub struct ServerProcess {
     child: Child,
     pub pid: u32,
     pub url: String,
+    /// The metrics listener (`metrics_listen_addr`), on a port of its own.
+    pub metrics_addr: std::net::SocketAddr,
     pub socket: PathBuf,
     pub log: PathBuf,
 }
@@ -69,6 +71,7 @@ impl ServerProcess {
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
+        let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let socket = data_dir.join("headway.sock");
         let log = data_dir.join("server.log");
         let log_file =
@@ -79,6 +82,7 @@ impl ServerProcess {
             .env("HEADWAY_SERVER_URL", &url)
             .env("HEADWAY_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("HEADWAY_UNIX_SOCKET", &socket)
+            .env("HEADWAY_METRICS_LISTEN_ADDR", metrics_addr.to_string())
             .env("HEADWAY_DERP__SERVER__STUN_LISTEN_ADDR", "127.0.0.1:0")
             .env("HEADWAY_DERP__SERVER__TLS_LISTEN_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
@@ -92,6 +96,7 @@ impl ServerProcess {
             child,
             pid,
             url,
+            metrics_addr,
             socket,
             log,
         };
@@ -171,6 +176,33 @@ impl ServerProcess {
     }
 }
 
+/// A sample's value in the server's `/metrics` text, e.g.
+/// `headway_map_updates_sent_total{kind="delta"}`; 0 when absent (a labelled
+/// family shows no sample until it counts something).
+pub async fn metric(addr: std::net::SocketAddr, sample: &str) -> anyhow::Result<f64> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the metrics listener {addr}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri("/metrics")
+        .header(header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let text = response.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    Ok(sample_value(&text, sample).unwrap_or(0.0))
+}
+
+fn sample_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -208,4 +240,24 @@ pub async fn admin(
     }
     serde_json::from_slice(&bytes)
         .with_context(|| format!("{method} {path}: the answer is not JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_by_their_full_name() {
+        let text = "# TYPE headway_map_updates_sent counter\n\
+                    headway_map_updates_sent_total{kind=\"delta\"} 12\n\
+                    headway_map_updates_sent_total{kind=\"full\"} 3\n\
+                    headway_map_sessions 60\n";
+        assert_eq!(
+            sample_value(text, "headway_map_updates_sent_total{kind=\"delta\"}"),
+            Some(12.0)
+        );
+        assert_eq!(sample_value(text, "headway_map_sessions"), Some(60.0));
+        assert_eq!(sample_value(text, "headway_map_session"), None);
+        assert_eq!(sample_value(text, "headway_nodes"), None);
+    }
 }

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub nodes: Family<StateLabel, Gauge>,
     pub map_sessions: Gauge,
     pub map_updates_sent: Family<KindLabel, Counter>,
+    /// `/machine/map` requests received, by kind: `stream` (a map
+    /// session), `update` (a client reporting endpoints or host info),
+    /// `poll` (one full map).
+    pub map_requests: Family<KindLabel, Counter>,
     pub map_update_latency: HistogramFamily<KindLabel>,
     pub registrations: Family<RegistrationLabels, Counter>,
     pub policy_compile: Histogram,
@@ -95,6 +99,7 @@ impl Metrics {
             nodes: Family::default(),
             map_sessions: Gauge::default(),
             map_updates_sent: Family::default(),
+            map_requests: Family::default(),
             map_update_latency: Family::new_with_constructor(latency_histogram),
             registrations: Family::default(),
             policy_compile: Histogram::new([
@@ -118,6 +123,11 @@ impl Metrics {
             "map_updates_sent",
             "Map messages handed to sessions to send: the initial full map, resyncs, deltas",
             m.map_updates_sent.clone(),
+        );
+        r.register(
+            "map_requests",
+            "Map requests received: stream (a map session), update (a client reporting endpoints or host info), poll (one full map)",
+            m.map_requests.clone(),
         );
         r.register_with_unit(
             "map_update_latency",

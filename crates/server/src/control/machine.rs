@@ -102,6 +102,16 @@ async fn map(State(m): State<Machine>, body: Bytes) -> Response {
         }
     };
     let compression = Compression::from_request(&req.compress);
+    let kind = match (req.stream, req.omit_peers) {
+        (true, _) => "stream",
+        (false, true) => "update",
+        (false, false) => "poll",
+    };
+    m.c.tailnet
+        .metrics()
+        .map_requests
+        .get_or_create(&headway_state::metrics::KindLabel { kind })
+        .inc();
     if req.stream {
         return poll::stream(m.c, update.node, &req, compression).await;
     }
