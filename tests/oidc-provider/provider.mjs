@@ -73,7 +73,8 @@ const provider = new Provider(issuer, {
       // A native client may use any port on a loopback redirect URI
       // (RFC 8252 §7.3): Headway's port is only known once it runs.
       application_type: 'native',
-      redirect_uris: ['http://127.0.0.1/oidc/callback'],
+      // Machine logins, and administrators signing in to the web console.
+      redirect_uris: ['http://127.0.0.1/oidc/callback', 'http://127.0.0.1/admin/oidc/callback'],
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
