@@ -38,8 +38,16 @@ function accountBySub(sub) {
 }
 
 function rsaJwk(kid) {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+  // The key comes out of the generation already as a JWK. Exporting the
+  // generated KeyObject instead can deadlock Node 20: when the garbage
+  // collector finalises the finished generation job during the export,
+  // both lock the key's mutex on the same thread (seen as "the OpenID
+  // provider did not start within 30 s").
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'jwk' },
+  });
+  return { ...privateKey, kid, alg: 'RS256', use: 'sig' };
 }
 
 function publicPart(jwk) {
