@@ -38,8 +38,16 @@ function accountBySub(sub) {
 }
 
 function rsaJwk(kid) {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+  // The key comes out of the generation already as a JWK. Exporting the
+  // generated KeyObject instead can deadlock Node 20: when the garbage
+  // collector finalises the finished generation job during the export,
+  // both lock the key's mutex on the same thread (seen as "the OpenID
+  // provider did not start within 30 s").
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'jwk' },
+  });
+  return { ...privateKey, kid, alg: 'RS256', use: 'sig' };
 }
 
 function publicPart(jwk) {
@@ -73,7 +81,8 @@ const provider = new Provider(issuer, {
       // A native client may use any port on a loopback redirect URI
       // (RFC 8252 §7.3): Headway's port is only known once it runs.
       application_type: 'native',
-      redirect_uris: ['http://127.0.0.1/oidc/callback'],
+      // Machine logins, and administrators signing in to the web console.
+      redirect_uris: ['http://127.0.0.1/oidc/callback', 'http://127.0.0.1/admin/oidc/callback'],
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',

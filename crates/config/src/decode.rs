@@ -213,6 +213,7 @@ pub(crate) fn decode(r: &mut Reader) -> Option<Config> {
     let unix_socket = r.state_path("unix_socket");
     let unix_socket_permission = r.get("unix_socket_permission", values::file_mode);
     let oidc = oidc(r);
+    let console = console(r);
     let logtail = r.get("logtail.enabled", values::boolean);
     let taildrop = r.get("taildrop.enabled", values::boolean);
     let auto_update = r.get("auto_update.enabled", values::boolean);
@@ -246,6 +247,7 @@ pub(crate) fn decode(r: &mut Reader) -> Option<Config> {
         unix_socket: unix_socket?,
         unix_socket_permission: unix_socket_permission?,
         oidc: oidc?,
+        console: console?,
         logtail: LogtailConfig { enabled: logtail? },
         taildrop: TaildropConfig { enabled: taildrop? },
         auto_update: AutoUpdateConfig {
@@ -766,6 +768,17 @@ fn oidc(r: &mut Reader) -> Option<Option<OidcConfig>> {
             None
         },
     }))
+}
+
+fn console(r: &mut Reader) -> Option<ConsoleConfig> {
+    let admins = r.get("console.admins", |v| values::list(v, values::email_address));
+    let admin_groups = r.get("console.admin_groups", |v| {
+        values::list(v, values::required_text)
+    });
+    Some(ConsoleConfig {
+        admins: admins?,
+        admin_groups: admin_groups?,
+    })
 }
 
 fn cli(r: &mut Reader) -> Option<CliConfig> {

@@ -170,6 +170,8 @@ pub(crate) const KEYS: &[Key] = &[
     scalar("oidc.use_expiry_from_token", "false"),
     scalar("oidc.pkce.enabled", "false"),
     text("oidc.pkce.method", "S256"),
+    list("console.admins", "[]"),
+    list("console.admin_groups", "[]"),
     scalar("logtail.enabled", "false"),
     scalar("taildrop.enabled", "true"),
     scalar("auto_update.enabled", "false"),

@@ -52,6 +52,7 @@ pub struct Config {
     pub unix_socket_permission: u32,
     /// `None` unless `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    pub console: ConsoleConfig,
     pub logtail: LogtailConfig,
     pub taildrop: TaildropConfig,
     pub auto_update: AutoUpdateConfig,
@@ -421,6 +422,25 @@ pub struct OidcConfig {
     pub use_expiry_from_token: bool,
     /// `None` when `oidc.pkce.enabled` is false.
     pub pkce: Option<PkceMethod>,
+}
+
+/// `console.*` (Headway extension): who may sign in to the web console
+/// with the OIDC provider. Both lists empty: nobody does (API keys still
+/// work).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// E-mail addresses, compared without regard to case; only an address
+    /// the provider marks verified counts.
+    pub admins: Vec<String>,
+    /// Groups, as the provider's `groups` claim names them.
+    pub admin_groups: Vec<String>,
+}
+
+impl ConsoleConfig {
+    /// Whether anyone may sign in with OIDC at all.
+    pub fn names_admins(&self) -> bool {
+        !self.admins.is_empty() || !self.admin_groups.is_empty()
+    }
 }
 
 /// `oidc.pkce.method`

@@ -131,6 +131,7 @@ fn defaults(data: &Path) -> Config {
         unix_socket: data.join("headway.sock"),
         unix_socket_permission: 0o770,
         oidc: None,
+        console: ConsoleConfig::default(),
         logtail: LogtailConfig { enabled: false },
         taildrop: TaildropConfig { enabled: true },
         auto_update: AutoUpdateConfig { enabled: false },
@@ -975,4 +976,33 @@ fn audit_keys_read_a_file_stdout_and_a_retention() {
     assert_eq!(c.audit.retention, None);
     let err = load_yaml("audit: {retention: soon}\n", &[]).unwrap_err();
     assert!(err.to_string().contains("audit.retention"), "{err}");
+}
+
+#[test]
+fn console_admins_are_addresses_and_groups_and_need_oidc() {
+    let oidc = "oidc:\n  issuer: https://idp.example.com\n  client_id: abc\n  client_secret: s\n";
+    let c = config(&format!(
+        "{oidc}console:\n  admins: [root@example.com]\n  admin_groups: [tailnet-admins]\n"
+    ));
+    assert_eq!(c.console.admins, ["root@example.com"]);
+    assert_eq!(c.console.admin_groups, ["tailnet-admins"]);
+    assert!(c.console.names_admins());
+    assert!(!defaults(Path::new(DATA)).console.names_admins());
+
+    assert_eq!(
+        error(&format!(
+            "{oidc}console:\n  admins: [root@example.com, root]\n"
+        )),
+        "console.admins[1]: \"root\" is not an e-mail address; expected e.g. alice@example.com"
+    );
+    assert_eq!(
+        error(&format!("{oidc}console:\n  admin_groups: [\"\"]\n")),
+        "console.admin_groups[0]: must not be empty"
+    );
+    assert_eq!(
+        warnings("console:\n  admin_groups: [ops]\n", &[]),
+        [
+            "console.admins and console.admin_groups do nothing without oidc.issuer: the console signs in with API keys only"
+        ]
+    );
 }

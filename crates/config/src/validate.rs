@@ -269,6 +269,9 @@ fn misc(c: &Config, r: &mut Reader) {
     if c.policy.mode == PolicyMode::Database && c.policy.path.is_some() {
         r.warn("policy.path is ignored because policy.mode is database");
     }
+    if c.oidc.is_none() && c.console.names_admins() {
+        r.warn("console.admins and console.admin_groups do nothing without oidc.issuer: the console signs in with API keys only");
+    }
 }
 
 /// `1h30m`, `65s`, `250ms`, like Go prints durations (without trailing

@@ -431,6 +431,28 @@ pub(crate) fn domain(value: &Value) -> Parsed<Option<String>> {
     Ok(Some(s.to_ascii_lowercase()))
 }
 
+/// An e-mail address: something `@` a domain, without spaces (the
+/// provider's word decides the rest).
+pub(crate) fn email_address(value: &Value) -> Parsed<String> {
+    let s = required_text(value)?;
+    let s = s.trim();
+    let looks_right = match s.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }
+        None => false,
+    };
+    if !looks_right || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Bad::new(format!(
+            "{s:?} is not an e-mail address; expected e.g. alice@example.com"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
 /// A search domain or split-DNS domain: any non-empty name without spaces.
 pub(crate) fn loose_domain(name: &str) -> Parsed<String> {
     let name = name.trim();
@@ -680,6 +702,31 @@ mod tests {
             ns.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["1.1.1.1", "9.9.9.9:5353", "https://dns.nextdns.io/abc"]
         );
+    }
+
+    #[test]
+    fn email_addresses() {
+        assert_eq!(
+            email_address(&s(" alice@example.com ")),
+            Ok("alice@example.com".to_owned())
+        );
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice @example.com",
+            "a@b.",
+        ] {
+            assert_eq!(
+                email_address(&s(bad)).unwrap_err().message,
+                format!(
+                    "{:?} is not an e-mail address; expected e.g. alice@example.com",
+                    bad.trim()
+                ),
+                "{bad}"
+            );
+        }
+        assert!(email_address(&s("")).is_err());
     }
 
     #[test]

@@ -16,7 +16,18 @@
     badge.classList.toggle("offline", !online);
   }
 
+  // The online state each node's latest event gave, and when (in event
+  // order). A page re-read is rendered at some moment; events that arrive
+  // while it travels are newer than what it shows, and are applied again
+  // to what it brings.
+  const lastOnline = new Map();
+  let eventCount = 0;
+  function showOnline(node, online) {
+    document.querySelectorAll('[data-online-of="' + CSS.escape(node) + '"]').forEach((b) => setBadge(b, online));
+  }
+
   let refreshTimer = null;
+  let refreshCount = 0;
   function busy() {
     const a = document.activeElement;
     return a && a.closest && a.closest("main") && a.matches("input, textarea, select");
@@ -25,9 +36,14 @@
   // (a secret shown once must not vanish under the reader's eyes).
   async function refresh() {
     if (busy() || document.getElementById("policy")) return;
+    const mine = ++refreshCount;
+    const eventsBefore = eventCount;
     const r = await fetch(location.href, { headers: { Accept: "text/html" }, credentials: "same-origin" });
     if (!r.ok || r.redirected) return;
-    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    const text = await r.text();
+    // A later re-read is on its way: this one is older.
+    if (mine !== refreshCount) return;
+    const doc = new DOMParser().parseFromString(text, "text/html");
     const fresh = doc.getElementById("main");
     const main = document.getElementById("main");
     if (!fresh || !main) return;
@@ -37,6 +53,7 @@
     const h1 = main.querySelector("h1");
     kept.reverse().forEach((f) => (h1 ? h1.after(f) : main.prepend(f)));
     openDetails.forEach((id) => { const d = document.getElementById(id); if (d) d.open = true; });
+    lastOnline.forEach((seen, node) => { if (seen.at > eventsBefore) showOnline(node, seen.online); });
   }
   function refreshSoon() {
     clearTimeout(refreshTimer);
@@ -55,9 +72,11 @@
     es.onerror = () => { if (state) { state.textContent = "reconnecting…"; state.className = "live off"; } };
     es.addEventListener("node_online", (e) => {
       const ev = JSON.parse(e.data);
-      const badges = document.querySelectorAll('[data-online-of="' + CSS.escape(String(ev.node)) + '"]');
-      badges.forEach((b) => setBadge(b, !!ev.online));
-      if (badges.length === 0 || document.querySelector(".cards")) refreshSoon();
+      const node = String(ev.node);
+      lastOnline.set(node, { online: !!ev.online, at: ++eventCount });
+      showOnline(node, !!ev.online);
+      const shown = document.querySelector('[data-online-of="' + CSS.escape(node) + '"]');
+      if (!shown || document.querySelector(".cards")) refreshSoon();
     });
     ["node_added", "node_removed", "node_updated", "user_changed", "user_removed", "resync"].forEach((kind) =>
       es.addEventListener(kind, refreshSoon));

@@ -20,6 +20,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/admin/registrations", "Registrations"),
     ("/admin/policy", "Policy"),
     ("/admin/dns", "DNS"),
+    ("/admin/audit", "Audit log"),
 ];
 
 pub(crate) fn html_response(status: StatusCode, markup: Markup) -> Response {

@@ -19,6 +19,7 @@
 
 pub mod api;
 mod assets;
+mod audit_page;
 mod gate;
 mod layout;
 mod login;
@@ -214,6 +215,7 @@ pub fn router(api: Router, options: Options) -> Router {
         )
         .route("/admin/policy/check", post(policy_page::check))
         .route("/admin/dns", get(pages::dns))
+        .route("/admin/audit", get(audit_page::audit))
         .route("/admin/static/{file}", get(assets::asset))
         .route(
             "/admin/{*rest}",

@@ -590,6 +590,7 @@ async fn a_script_in_a_host_name_is_shown_as_text_and_pages_carry_a_strict_csp()
         "/admin/keys".to_string(),
         "/admin/policy".to_string(),
         "/admin/dns".to_string(),
+        "/admin/audit".to_string(),
         "/admin/login".to_string(),
     ] {
         let page = kit.get(&path, &browser.cookie).await;

@@ -203,10 +203,12 @@ impl Server {
         control.timing = timing;
         // With OIDC the AuthURL sends people to the identity provider;
         // without it, it shows how an administrator approves the machine.
-        let pages = match &config.oidc {
-            Some(c) => oidc::Oidc::start(c, &config.server_url, tailnet.clone())
-                .await?
-                .router(),
+        let oidc = match &config.oidc {
+            Some(c) => Some(oidc::Oidc::start(c, &config.server_url, tailnet.clone()).await?),
+            None => None,
+        };
+        let pages = match &oidc {
+            Some(o) => o.clone().router(),
             None => Router::new()
                 .route(
                     "/register/{auth_id}",
@@ -226,7 +228,12 @@ impl Server {
         let guard = headway_api::Guard::new(tailnet.clone());
         app = app.merge(headway_api::network_router(tailnet.clone(), guard.clone()));
         // The web console at /admin, over that same API door.
-        app = app.merge(console::router(&config, &tailnet, guard.clone()));
+        app = app.merge(console::router(
+            &config,
+            &tailnet,
+            guard.clone(),
+            oidc.as_ref(),
+        ));
         let (derp_tls_addr, stun_addr) = match derp {
             Some(d) => {
                 let addrs = (d.tls_addr, d.stun_addr);

@@ -4,8 +4,8 @@
 //! user and a pre-auth key, watches an official client join and come
 //! online without a reload, renames it, approves its route, has a bad
 //! policy refused with its line marked and saves a good one, sees the
-//! client go offline live, and signs out. Screenshots of the main pages go
-//! to docs/console/.
+//! client go offline live, reads and filters the audit log, and signs out.
+//! Screenshots of the main pages go to docs/console/.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -141,6 +141,10 @@ async fn console_in_a_browser_with_an_official_client() {
         status.success() && done,
         "the browser test failed ({status})"
     );
+    assert!(
+        offline_ms.is_some(),
+        "the browser never reported the node going offline"
+    );
     println!(
         "browser test took {:?}; offline shown {offline_ms:?} ms after the stop request",
         started.elapsed()
@@ -179,6 +183,7 @@ async fn console_in_a_browser_with_an_official_client() {
         "policy",
         "overview",
         "keys",
+        "audit",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

@@ -7,9 +7,7 @@
 mod kit;
 
 mod api;
-// console.rs (the browser test of the web console) is out of the suite: in
-// the last runs the browser never finished its script (after the live
-// join, rename, routes and policy steps passed); see the project notes.
+mod console;
 mod control_plane;
 mod interactive;
 mod migrate;

@@ -774,3 +774,143 @@ async fn an_ssh_check_is_passed_by_the_source_owner_signing_in_again() {
     let page = Browser::new().log_in(&link, "alice").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
 }
+
+/// The API keys the server holds.
+async fn api_keys(server: &Headway) -> Vec<Value> {
+    let v = server.cli_json(&["apikeys", "list"]).await;
+    v.as_array()
+        .cloned()
+        .unwrap_or_else(|| v["apiKeys"].as_array().cloned().unwrap_or_default())
+}
+
+/// Signs in to the console at the provider as `login`; returns the page
+/// the browser ends on.
+async fn console_sign_in(server: &Headway, login: &str) -> (Browser, Page) {
+    let browser = Browser::new();
+    let page = browser
+        .walk(&format!("{}/admin/oidc/start", server.url()), login, |_| {
+            false
+        })
+        .await
+        .unwrap();
+    (browser, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_sign_in_to_the_console_with_the_provider_and_nobody_else_does() {
+    let _slot = slot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path(), "", None).await;
+    // Machine logins are for the vpn group; the console is for the staff
+    // group and two named addresses (dave's is not verified).
+    let server = Headway::start(
+        dir.path(),
+        ServerOpts {
+            extra_yaml: format!(
+                "{}console:\n  admins: [carol@example.com, dave@example.com]\n  admin_groups: [staff]\n",
+                oidc_yaml(&provider.issuer, "  allowed_groups: [vpn]\n")
+            ),
+        },
+    )
+    .await;
+
+    // The sign-in page offers the provider.
+    let browser = Browser::new();
+    let login_page = browser
+        .walk(&format!("{}/admin/login", server.url()), "", |_| false)
+        .await
+        .unwrap();
+    assert!(
+        login_page.body.contains("href=\"/admin/oidc/start\""),
+        "{}",
+        login_page.body
+    );
+
+    // The console's own callback, PKCE and the configured scopes.
+    let authorize = browser
+        .walk(&format!("{}/admin/oidc/start", server.url()), "bob", |u| {
+            u.path() == "/auth"
+        })
+        .await
+        .expect_err("the console redirects to the provider");
+    let q: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/admin/oidc/callback", server.url())
+    );
+    assert_eq!(q["scope"], "openid profile email groups");
+    assert_eq!(q["code_challenge_method"], "S256");
+
+    // Bob is in the staff group: signed in (machine logins' allowed_groups
+    // do not apply to the console), with an API key minted for the session.
+    let page = browser
+        .walk(authorize.as_str(), "bob", |_| false)
+        .await
+        .unwrap();
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.url.path(), "/admin", "{}", page.body);
+    assert!(page.body.contains("bob@example.com"), "{}", page.body);
+    assert!(page.body.contains("Overview"), "{}", page.body);
+    assert_eq!(api_keys(&server).await.len(), 1);
+    let users_page = browser
+        .walk(&format!("{}/admin/users", server.url()), "", |_| false)
+        .await
+        .unwrap();
+    assert_eq!(users_page.status, StatusCode::OK);
+    assert!(users_page.body.contains("Create a user"));
+
+    // Carol is named by her verified address.
+    let (_, page) = console_sign_in(&server, "carol").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.url.path(), "/admin");
+    assert!(page.body.contains("carol@example.com"), "{}", page.body);
+    assert_eq!(api_keys(&server).await.len(), 2);
+
+    // Mallory is neither; Dave's address is named but not verified.
+    for login in ["mallory", "dave"] {
+        let (browser, page) = console_sign_in(&server, login).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{login}: {}", page.body);
+        assert!(
+            page.body.contains("is not an administrator"),
+            "{login}: {}",
+            page.body
+        );
+        let next = browser
+            .walk(&format!("{}/admin/nodes", server.url()), "", |u| {
+                u.path() == "/admin/login"
+            })
+            .await;
+        assert!(next.is_err(), "{login} has a session: {next:?}");
+        assert_eq!(api_keys(&server).await.len(), 2, "{login} got a key");
+    }
+    assert!(
+        users(&server).await.is_empty(),
+        "signing in to the console creates no user"
+    );
+
+    // Signing out ends the session and deletes its key.
+    let at = page_csrf(&users_page.body);
+    let response = browser
+        .http
+        .post(format!("{}/admin/logout", server.url()))
+        .form(&[("_csrf", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api_keys(&server).await.len(), 1);
+    let after = browser
+        .walk(&format!("{}/admin/users", server.url()), "", |u| {
+            u.path() == "/admin/login"
+        })
+        .await;
+    assert!(after.is_err(), "still signed in: {after:?}");
+}
+
+/// The CSRF token a console page carries.
+fn page_csrf(body: &str) -> String {
+    attr_after(body, "name=\"csrf-token\"", "content")
+        .unwrap_or_else(|| panic!("no CSRF token in: {body}"))
+}

@@ -2,6 +2,7 @@
 //! Everything that came from a client (host names) or from the provider
 //! (names, addresses, error texts) is escaped.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
@@ -15,13 +16,13 @@ use headway_state::tailnet::{OidcIdentity, SshApprover};
 use openidconnect::core::{CoreAuthenticationFlow, CoreGenderClaim};
 use openidconnect::{
     AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RequestTokenError, TokenResponse,
+    RedirectUrl, RequestTokenError, TokenResponse,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::claims::{ExtraClaims, Person, TokenError, verify_id_token};
-use super::provider::DiscoveryFailed;
+use super::provider::{DiscoveryFailed, Provider};
 use super::{CALLBACK_PATH, Oidc, access};
 use crate::register_page::{escape, page};
 use headway_config::PkceMethod;
@@ -60,7 +61,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -112,7 +113,7 @@ fn unknown_link() -> Response {
 
 /// Why a login did not go through. Nothing is created in any of these cases.
 #[derive(Debug, thiserror::Error)]
-enum LoginError {
+pub(super) enum LoginError {
     #[error("callback without state")]
     MissingState,
     #[error("unknown, expired or already used state")]
@@ -151,7 +152,7 @@ enum LoginError {
 }
 
 impl LoginError {
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         use LoginError::*;
         match self {
             MissingState | MissingCode | UnknownState | UnknownConfirmation | IssuerMismatch(_) => {
@@ -278,31 +279,12 @@ pub(super) async fn start_login(
         Ok(p) => p,
         Err(e) => return LoginError::Discovery(e).into_page("start"),
     };
-    let mut request = provider.client.authorize_url(
-        CoreAuthenticationFlow::AuthorizationCode,
-        CsrfToken::new_random,
-        Nonce::new_random,
-    );
-    for scope in &oidc.scopes {
-        request = request.add_scope(scope.clone());
-    }
-    for (k, v) in &oidc.extra_params {
-        request = request.add_extra_param(k.as_str(), v.as_str());
-    }
-    let mut pkce_verifier = None;
-    if let Some(method) = oidc.pkce {
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        request = match method {
-            PkceMethod::S256 => request.set_pkce_challenge(challenge),
-            // For providers without SHA-256: the verifier is the challenge.
-            PkceMethod::Plain => request
-                .add_extra_param("code_challenge", verifier.secret().clone())
-                .add_extra_param("code_challenge_method", "plain"),
-        };
-        pkce_verifier = Some(verifier);
-    }
-    let (url, state, nonce) = request.url();
-    let state = state.secret().clone();
+    let Authorization {
+        url,
+        state,
+        nonce,
+        pkce_verifier,
+    } = oidc.authorization(&provider, None);
     let cookie = oidc.set_cookie(
         &state_cookie_name(&state),
         &state,
@@ -330,6 +312,143 @@ pub(super) async fn start_login(
     with_cookies(r, &[cookie])
 }
 
+/// An authorization request: where to send the person, and what to keep
+/// until the callback.
+pub(super) struct Authorization {
+    pub url: openidconnect::url::Url,
+    pub state: String,
+    pub nonce: Nonce,
+    pub pkce_verifier: Option<PkceCodeVerifier>,
+}
+
+impl Oidc {
+    /// The authorization request at `provider` with the configured scopes,
+    /// extra parameters and PKCE. `redirect` replaces the machine-login
+    /// callback (the console has its own).
+    pub(super) fn authorization(
+        &self,
+        provider: &Provider,
+        redirect: Option<&RedirectUrl>,
+    ) -> Authorization {
+        let mut request = provider.client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        if let Some(r) = redirect {
+            request = request.set_redirect_uri(Cow::Borrowed(r));
+        }
+        for scope in &self.scopes {
+            request = request.add_scope(scope.clone());
+        }
+        for (k, v) in &self.extra_params {
+            request = request.add_extra_param(k.as_str(), v.as_str());
+        }
+        let mut pkce_verifier = None;
+        if let Some(method) = self.pkce {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            request = match method {
+                PkceMethod::S256 => request.set_pkce_challenge(challenge),
+                // For providers without SHA-256: the verifier is the challenge.
+                PkceMethod::Plain => request
+                    .add_extra_param("code_challenge", verifier.secret().clone())
+                    .add_extra_param("code_challenge_method", "plain"),
+            };
+            pkce_verifier = Some(verifier);
+        }
+        let (url, state, nonce) = request.url();
+        Authorization {
+            url,
+            state: state.secret().clone(),
+            nonce,
+            pkce_verifier,
+        }
+    }
+
+    /// The provider's answer on a callback whose state was checked: an
+    /// error it reports, else its code and the provider it must come from.
+    pub(super) async fn provider_answer(
+        &self,
+        params: CallbackParams,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Provider>, String), LoginError> {
+        if let Some(error) = params.error {
+            return Err(LoginError::Provider {
+                error,
+                description: params.error_description,
+            });
+        }
+        let provider = self.discovery.get(now).await?;
+        if let Some(iss) = params.iss
+            && iss != provider.anchor.issuer.as_str()
+        {
+            return Err(LoginError::IssuerMismatch(iss));
+        }
+        let code = params
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or(LoginError::MissingCode)?;
+        Ok((provider, code))
+    }
+
+    /// Exchanges `code` (with the login's PKCE verifier, and its redirect
+    /// URI when it was not the machine-login one), verifies the ID token —
+    /// discovering again once when it names a key we lack, the provider
+    /// may have rotated them — and completes it with the user-info answer:
+    /// the person the provider vouches for.
+    pub(super) async fn verified_person(
+        &self,
+        mut provider: Arc<Provider>,
+        code: String,
+        nonce: &Nonce,
+        pkce_verifier: Option<PkceCodeVerifier>,
+        redirect: Option<&RedirectUrl>,
+        now: DateTime<Utc>,
+    ) -> Result<Person, LoginError> {
+        let mut exchange = provider
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| {
+                LoginError::Internal(format!("the provider has no token endpoint: {e}"))
+            })?;
+        if let Some(v) = pkce_verifier {
+            exchange = exchange.set_pkce_verifier(v);
+        }
+        if let Some(r) = redirect {
+            exchange = exchange.set_redirect_uri(Cow::Borrowed(r));
+        }
+        let token = exchange
+            .request_async(&self.http)
+            .await
+            .map_err(|e| LoginError::CodeExchange(token_error(&e)))?;
+        let raw = token.id_token().ok_or(LoginError::NoIdToken)?.to_string();
+        let access_token = token.access_token();
+        let claims = match verify_id_token(&raw, Some(access_token), &provider.anchor, nonce, now) {
+            Err(e) if e.may_be_key_rotation() => {
+                provider = self.discovery.refresh_keys(now).await?;
+                verify_id_token(&raw, Some(access_token), &provider.anchor, nonce, now)?
+            }
+            other => other?,
+        };
+        let mut person = Person::from_id_token(&claims);
+        if let Ok(request) = provider
+            .client
+            .user_info(access_token.clone(), Some(claims.subject().clone()))
+        {
+            match request
+                .request_async::<ExtraClaims, _, CoreGenderClaim>(&self.http)
+                .await
+            {
+                Ok(info) => person.merge_user_info(&info),
+                Err(e) => tracing::warn!(
+                    "oidc: the user-info request failed ({e}); using the ID token's claims only"
+                ),
+            }
+        }
+        Ok(person)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct CallbackParams {
     code: Option<String>,
@@ -337,6 +456,32 @@ pub(super) struct CallbackParams {
     error: Option<String>,
     error_description: Option<String>,
     iss: Option<String>,
+}
+
+impl CallbackParams {
+    /// From a callback's raw query string (the console hands it over as
+    /// is). A parameter given twice counts once, the first time.
+    pub(super) fn from_query(query: &str) -> Self {
+        let mut p = CallbackParams::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "code" => &mut p.code,
+                "state" => &mut p.state,
+                "error" => &mut p.error,
+                "error_description" => &mut p.error_description,
+                "iss" => &mut p.iss,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        p
+    }
+
+    pub(super) fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
 }
 
 /// `GET /oidc/callback`: checks the login and asks the person to confirm.
@@ -372,6 +517,7 @@ impl Oidc {
         let now = self.tailnet.now();
         let state = params
             .state
+            .clone()
             .filter(|s| !s.is_empty())
             .ok_or(LoginError::MissingState)?;
         // Taken whatever happens next: a state serves one callback.
@@ -383,72 +529,10 @@ impl Oidc {
         if !cookie(headers, &state_cookie).is_some_and(|v| same_secret(v, &state)) {
             return Err(LoginError::StateMismatch);
         }
-        if let Some(error) = params.error {
-            return Err(LoginError::Provider {
-                error,
-                description: params.error_description,
-            });
-        }
-        let mut provider = self.discovery.get(now).await?;
-        if let Some(iss) = params.iss
-            && iss != provider.anchor.issuer.as_str()
-        {
-            return Err(LoginError::IssuerMismatch(iss));
-        }
-        let code = params
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or(LoginError::MissingCode)?;
-
-        let mut exchange = provider
-            .client
-            .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| {
-                LoginError::Internal(format!("the provider has no token endpoint: {e}"))
-            })?;
-        if let Some(v) = login.pkce_verifier {
-            exchange = exchange.set_pkce_verifier(v);
-        }
-        let token = exchange
-            .request_async(&self.http)
-            .await
-            .map_err(|e| LoginError::CodeExchange(token_error(&e)))?;
-        let raw = token.id_token().ok_or(LoginError::NoIdToken)?.to_string();
-        let access_token = token.access_token();
-        let claims = match verify_id_token(
-            &raw,
-            Some(access_token),
-            &provider.anchor,
-            &login.nonce,
-            now,
-        ) {
-            Err(e) if e.may_be_key_rotation() => {
-                provider = self.discovery.refresh_keys(now).await?;
-                verify_id_token(
-                    &raw,
-                    Some(access_token),
-                    &provider.anchor,
-                    &login.nonce,
-                    now,
-                )?
-            }
-            other => other?,
-        };
-        let mut person = Person::from_id_token(&claims);
-        if let Ok(request) = provider
-            .client
-            .user_info(access_token.clone(), Some(claims.subject().clone()))
-        {
-            match request
-                .request_async::<ExtraClaims, _, CoreGenderClaim>(&self.http)
-                .await
-            {
-                Ok(info) => person.merge_user_info(&info),
-                Err(e) => tracing::warn!(
-                    "oidc: the user-info request failed ({e}); using the ID token's claims only"
-                ),
-            }
-        }
+        let (provider, code) = self.provider_answer(params, now).await?;
+        let person = self
+            .verified_person(provider, code, &login.nonce, login.pkce_verifier, None, now)
+            .await?;
 
         access::check(&self.rules, &person).map_err(LoginError::NotAllowed)?;
         if self.tailnet.pending_ssh_check(&login.auth_id).is_ok() {
@@ -679,6 +763,19 @@ mod tests {
         );
         assert_eq!(cookie(&h, CONFIRM_COOKIE), Some("c1"));
         assert_eq!(cookie(&h, "headway_oidc_zzzzzzzz"), None);
+    }
+
+    #[test]
+    fn callback_queries_are_decoded_and_a_repeated_parameter_counts_once() {
+        let p = CallbackParams::from_query(
+            "code=a%2Fb&state=s1&iss=http%3A%2F%2Fidp&state=s2&error_description=x+y&other=1",
+        );
+        assert_eq!(p.code.as_deref(), Some("a/b"));
+        assert_eq!(p.state(), Some("s1"));
+        assert_eq!(p.iss.as_deref(), Some("http://idp"));
+        assert_eq!(p.error_description.as_deref(), Some("x y"));
+        assert_eq!(p.error, None);
+        assert_eq!(CallbackParams::from_query("").state(), None);
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! confirm the machine, and only then creates or updates the user — matched
 //! by issuer and subject — and approves the waiting registration.
 //!
+//! The web console's sign-in for administrators uses the same provider,
+//! client and checks with its own callback (`admin`).
+//!
 //! This module speaks HTTP and OpenID Connect; who a user is and what a
 //! registration does stay in `headway-state`.
 
 mod access;
+mod admin;
 mod claims;
 mod handlers;
 mod http;
@@ -28,6 +32,7 @@ use headway_state::Tailnet;
 use openidconnect::{RedirectUrl, Scope};
 
 use access::AllowRules;
+pub(crate) use admin::AdminSignIn;
 use handlers::{Confirmation, Login};
 use logins::SingleUse;
 use provider::Discovery;
@@ -60,6 +65,8 @@ const RESERVED_PARAMS: &[&str] = &[
 pub(crate) struct Oidc {
     tailnet: Arc<Tailnet>,
     discovery: Discovery,
+    /// Where the provider sends people signing in to the web console.
+    console_redirect: RedirectUrl,
     http: http::HttpClient,
     rules: AllowRules,
     scopes: Vec<Scope>,
@@ -89,6 +96,14 @@ impl Oidc {
         );
         let redirect = RedirectUrl::new(redirect.clone())
             .with_context(|| format!("server_url: {redirect} is not a valid redirect URL"))?;
+        let console_redirect = format!(
+            "{}{}",
+            server_url.as_str().trim_end_matches('/'),
+            admin::CONSOLE_CALLBACK_PATH
+        );
+        let console_redirect = RedirectUrl::new(console_redirect.clone()).with_context(|| {
+            format!("server_url: {console_redirect} is not a valid redirect URL")
+        })?;
         let http = http::HttpClient::new(HTTP_TIMEOUT);
         let mut extra_params = Vec::new();
         for (k, v) in &config.extra_params {
@@ -102,6 +117,7 @@ impl Oidc {
         }
         let oidc = Arc::new(Oidc {
             discovery: Discovery::new(config, redirect, http.clone()),
+            console_redirect,
             http,
             rules: AllowRules::from_config(config),
             // `openid` is always requested.
