@@ -15,6 +15,7 @@ use headway_state::tailnet::PolicyInfo;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::wire::{Empty, ExplainPolicyResponse, PolicyRequest, PolicyResponse};
@@ -64,7 +65,15 @@ pub(crate) async fn set_policy(
     State(tailnet): State<Arc<Tailnet>>,
     JsonBody(body): JsonBody<PolicyRequest>,
 ) -> Result<Json<PolicyResponse>, ApiError> {
-    Ok(response(tailnet.set_policy(&body.policy).await?))
+    let before = response(tailnet.policy_info()).0;
+    let after = response(tailnet.set_policy(&body.policy).await?).0;
+    audit::note(
+        "policy.set",
+        "policy",
+        audit::snapshot(&before),
+        audit::snapshot(&after),
+    );
+    Ok(Json(after))
 }
 
 /// Check policy

@@ -249,7 +249,10 @@ async fn metrics_move_audit_records_admin_actions_and_no_secret_is_logged() {
     let server = Headway::start(
         dir.path(),
         ServerOpts {
-            extra_yaml: format!("audit:\n  log_path: {}\n", audit_file.display()),
+            extra_yaml: format!(
+                "audit:\n  log_path: {}\npolicy:\n  mode: database\n",
+                audit_file.display()
+            ),
         },
     )
     .await;
@@ -370,6 +373,18 @@ async fn metrics_move_audit_records_admin_actions_and_no_secret_is_logged() {
     .await;
     assert_eq!(status, 200, "{body}");
 
+    // A policy set over REST: recorded with the text before and after.
+    let policy = r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#;
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/api/v1/policy",
+        Some(&api_key),
+        &serde_json::json!({ "policy": policy }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
     // The audit log, through the CLI.
     let entries = server.cli_json(&["audit", "list"]).await;
     let entries = entries.as_array().unwrap().clone();
@@ -398,6 +413,10 @@ async fn metrics_move_audit_records_admin_actions_and_no_secret_is_logged() {
         format!("node:{node_id}")
     );
     assert_eq!(find("user.delete", &api_actor)["before"]["name"], "bob");
+    let set = find("policy.set", &api_actor);
+    assert_eq!(set["target"], "policy");
+    assert_eq!(set["before"]["policy"], "");
+    assert_eq!(set["after"]["policy"], policy);
     // Reads are not recorded.
     assert!(
         entries
