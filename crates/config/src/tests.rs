@@ -76,6 +76,8 @@ fn defaults(data: &Path) -> Config {
                 tls_listen_addr: "127.0.0.1:3340".parse().unwrap(),
                 tls_cert_path: data.join("derp_tls_cert.pem"),
                 tls_key_path: data.join("derp_tls_key.pem"),
+                mesh_key: None,
+                mesh_with: vec![],
             },
             urls: vec![],
             paths: vec![],

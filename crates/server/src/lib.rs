@@ -8,6 +8,7 @@ mod acme;
 mod audit_log;
 mod console;
 pub mod control;
+mod derp_mesh;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
@@ -16,6 +17,7 @@ pub mod listener;
 mod observability;
 mod oidc;
 mod register_page;
+mod replicas;
 mod settings;
 pub mod tls;
 mod watched_files;
@@ -89,10 +91,6 @@ pub struct Server {
     shutdown: CancellationToken,
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(open_sql_store(config).await?))
-}
-
 /// Opens (and migrates) the database the configuration names; also used
 /// by the CLI's offline commands (import, backup).
 pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
@@ -130,7 +128,10 @@ impl Server {
         timing: Timing,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let store = open_store(&config).await?;
+        let mut sql = open_sql_store(&config).await?;
+        // On PostgreSQL every server is a replica (one or several).
+        let cluster = sql.join_cluster(replicas::new_replica_id());
+        let store: Arc<dyn Store> = Arc::new(sql);
         tracing::info!(database = %store.describe(), "database ready");
         let noise_key = keys::load_or_create(&config.noise.private_key_path, "Noise private key")?;
 
@@ -330,7 +331,11 @@ impl Server {
             None => None,
         };
         audit_log::start(&config.audit, &tailnet, &mut tasks, shutdown.clone())?;
-        jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
+        let singleton = match cluster {
+            Some(c) => replicas::spawn(&mut tasks, tailnet.clone(), c, shutdown.clone()),
+            None => replicas::Singleton::default(),
+        };
+        jobs::spawn(&mut tasks, tailnet.clone(), singleton, shutdown.clone());
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {
             tailnet,

@@ -143,6 +143,7 @@ impl Tailnet {
         }
         let node = Arc::new(node);
         self.mark_soft_dirty(node.id);
+        self.publish_soft(node.id);
         if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
             // Newly announced routes may be auto-approved: a durable change.
             self.commit_node(Some(&old), Some(node.clone()));
@@ -166,6 +167,7 @@ impl Tailnet {
         let (session, came_online) = self.sessions.open(node_id);
         if came_online {
             self.inner.write().offline_since.remove(&node_id);
+            self.publish_soft(node_id);
             self.patch_peers(PeerChange {
                 node_id,
                 online: Some(true),
@@ -178,7 +180,7 @@ impl Tailnet {
     }
 
     /// A router coming or going can move primary routes: recompile then.
-    async fn online_changed(&self, node_id: NodeId) {
+    pub(super) async fn online_changed(&self, node_id: NodeId) {
         let serves_routes = self.node(node_id).is_some_and(|n| {
             n.approved_routes
                 .iter()
@@ -215,6 +217,7 @@ impl Tailnet {
         };
         if updated {
             self.mark_soft_dirty(session.node_id);
+            self.publish_soft(session.node_id);
             self.patch_peers(PeerChange {
                 node_id: session.node_id,
                 online: Some(false),
@@ -237,7 +240,7 @@ impl Tailnet {
             inner
                 .nodes
                 .values()
-                .filter(|n| n.ephemeral && !self.sessions.is_online(n.id))
+                .filter(|n| n.ephemeral && !self.is_online(n.id))
                 .filter(|n| {
                     inner
                         .offline_since
@@ -251,7 +254,7 @@ impl Tailnet {
         for id in due {
             let _w = self.write.lock().await;
             // Re-check under the writer lock: it may have reconnected.
-            if self.sessions.is_online(id) || self.node(id).is_none() {
+            if self.is_online(id) || self.node(id).is_none() {
                 continue;
             }
             self.delete_node_locked(id).await?;

@@ -13,6 +13,7 @@ mod oauth_clients;
 mod policy;
 mod preauth;
 mod register;
+mod replica;
 mod routes;
 mod ssh_check;
 mod users;
@@ -49,6 +50,7 @@ pub use oauth_clients::{
 pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
+pub use replica::{ChangeFeed, ReloadStats, SoftState};
 pub use routes::{NodeRoutes, is_exit_route, parse_routes};
 pub use ssh_check::{Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
@@ -150,6 +152,8 @@ pub struct Tailnet {
     api_keys: RwLock<api_keys::ApiKeys>,
     /// OAuth clients of the v2 API and their live access tokens.
     oauth: RwLock<oauth_clients::OAuth>,
+    /// The other replicas' sessions and the feed to them (see `replica`).
+    cluster: replica::Cluster,
     metrics: Metrics,
     /// Where audit entries are copied as JSON lines (`audit.log_path`).
     audit_sink: RwLock<Option<Arc<AuditSink>>>,
@@ -217,6 +221,7 @@ impl Tailnet {
             ssh_checks: Mutex::new(ssh_check::SshChecks::default()),
             api_keys,
             oauth,
+            cluster: replica::Cluster::default(),
             metrics,
             audit_sink: RwLock::new(None),
         });
@@ -379,8 +384,9 @@ impl Tailnet {
         self.inner.read().users.values().cloned().collect()
     }
 
+    /// Whether the node has a map session here or on another replica.
     pub fn is_online(&self, id: NodeId) -> bool {
-        self.sessions.is_online(id)
+        self.sessions.is_online(id) || self.cluster.is_remote_online(id)
     }
 
     /// The peers `node` receives in its map, sorted by id.
@@ -416,7 +422,7 @@ impl Tailnet {
                 inner
                     .nodes
                     .values()
-                    .map(|n| policy_node(n, self.sessions.is_online(n.id)))
+                    .map(|n| policy_node(n, self.is_online(n.id)))
                     .collect::<Vec<_>>(),
             )
         };
@@ -462,7 +468,7 @@ impl Tailnet {
             }
         }
         let before = self.access();
-        let online = self.sessions.is_online(id);
+        let online = self.is_online(id);
         let facts = |n: Option<&Node>| n.map(|n| policy_node(n, online));
         let facts_changed = facts(old) != facts(new.as_deref());
         let after = if facts_changed {
@@ -622,7 +628,7 @@ impl Tailnet {
         let result = async {
             let mut tx = self.store.begin().await?;
             for n in &nodes {
-                tx.update_node(n).await?;
+                tx.update_node_soft(n).await?;
             }
             tx.commit().await
         }

@@ -20,7 +20,7 @@ pub use crate::settings::PolicySource;
 
 #[derive(Debug, Default)]
 pub(super) struct PolicyState {
-    text: Option<String>,
+    pub(super) text: Option<String>,
     updated_at: Option<DateTime<Utc>>,
 }
 
@@ -78,7 +78,7 @@ impl Tailnet {
                 inner
                     .nodes
                     .values()
-                    .map(|n| policy_node(n, self.sessions.is_online(n.id)))
+                    .map(|n| policy_node(n, self.is_online(n.id)))
                     .collect::<Vec<_>>(),
             )
         };
