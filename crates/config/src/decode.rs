@@ -347,16 +347,15 @@ fn derp(r: &mut Reader) -> Option<DerpConfig> {
     let tls_listen_addr = r.get("derp.server.tls_listen_addr", values::socket_addr);
     let tls_cert_path = r.state_path("derp.server.tls_cert_path");
     let tls_key_path = r.state_path("derp.server.tls_key_path");
-    let mesh_with = r.get("derp.server.mesh_with", |v| {
-        values::list(v, values::http_url)
-    });
+    let mesh_with = r.get("derp.server.mesh_with", |v| values::list(v, mesh_url));
     let mesh_key = r.secret(
         "derp.server.mesh_key",
         "derp.server.mesh_key_path",
         enabled.unwrap_or(false),
     );
-    let mesh_key = match (mesh_key?, mesh_with.as_ref()) {
-        (Some(k), _) if !is_mesh_key(k.expose()) => {
+    let mesh_key = match (mesh_key, mesh_with.as_ref()) {
+        (Some(Some(k)), _) if !is_mesh_key(k.expose()) => {
+            // The length only: the value is a secret.
             r.fail(
                 "derp.server.mesh_key",
                 format!(
@@ -366,14 +365,14 @@ fn derp(r: &mut Reader) -> Option<DerpConfig> {
             );
             None
         }
-        (None, Some(peers)) if !peers.is_empty() && enabled == Some(true) => {
+        (Some(None), Some(peers)) if !peers.is_empty() && enabled == Some(true) => {
             r.fail(
                 "derp.server.mesh_with",
-                "needs derp.server.mesh_key (or mesh_key_path): the replicas' relays only trust peers with the shared key".to_string(),
+                "needs derp.server.mesh_key (or mesh_key_path): the replicas' relays only trust peers with the shared key",
             );
             None
         }
-        (k, _) => Some(k),
+        (k, _) => k,
     };
     let urls = r.get("derp.urls", |v| values::list(v, values::http_url));
     let origin = r.origin("derp.paths");
@@ -517,6 +516,17 @@ fn sqlite(r: &mut Reader) -> Option<SqliteConfig> {
         write_ahead_log: write_ahead_log?,
         wal_autocheckpoint: wal_autocheckpoint?,
     })
+}
+
+/// A replica's relay: DERP is only spoken over TLS.
+fn mesh_url(value: &Value) -> Parsed<url::Url> {
+    let url = values::http_url(value)?;
+    if url.scheme() != "https" {
+        return Err(Bad::new(format!(
+            "{url} must start with https:// (relays speak DERP over TLS only), e.g. https://hw1.example.com:3340"
+        )));
+    }
+    Ok(url)
 }
 
 /// A DERP mesh key is 32 bytes in hex, as derper reads it.
