@@ -143,22 +143,23 @@ impl Tailnet {
         }
         let node = Arc::new(node);
         self.mark_soft_dirty(node.id);
-        self.publish_soft(node.id);
-        if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
+        let node = if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
             // Newly announced routes may be auto-approved: a durable change.
             self.commit_node(Some(&old), Some(node.clone()));
-            if let Some(n) = self.auto_approve_locked(node.id).await? {
-                return Ok(MapUpdate { node: n });
-            }
+            self.auto_approve_locked(node.id).await?.unwrap_or(node)
         } else if super::peer_record_changed(&old, &node) {
             // Peers need the whole record (and a policy recompile may follow).
             self.commit_node(Some(&old), Some(node.clone()));
+            node
         } else {
             self.inner.write().put_node(node.clone());
             if patched {
                 self.patch_peers(patch);
             }
-        }
+            node
+        };
+        // Once memory holds the new state: that is what gets published.
+        self.publish_soft(node.id);
         Ok(MapUpdate { node })
     }
 
@@ -199,6 +200,10 @@ impl Tailnet {
     /// learn it went offline and when it was last seen.
     pub async fn close_session(&self, session: &Session) {
         if !self.sessions.close(session) {
+            return;
+        }
+        // Several replicas: the client may already be connected to another.
+        if self.session_moved_away(session.node_id).await {
             return;
         }
         let now = self.now();

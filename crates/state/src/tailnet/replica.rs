@@ -118,6 +118,10 @@ pub(super) struct Cluster {
     /// Soft state of nodes this replica has not loaded yet (the notice of
     /// their registration is still on its way).
     parked: Mutex<HashMap<NodeId, SoftState>>,
+    /// The latest soft state published by a replica holding a session for
+    /// the node, kept even while a (stale) session here outranks it: when
+    /// that session ends, it is the truth.
+    latest: Mutex<HashMap<NodeId, SoftState>>,
 }
 
 impl Cluster {
@@ -165,24 +169,36 @@ impl Tailnet {
         let id = s.node;
         let w = self.write.lock().await;
         let was_online = self.is_online(id);
-        {
+        let held_elsewhere = {
             let mut remote = self.cluster.remote.write();
             let set = remote.entry(id).or_default();
             if s.online {
                 set.insert(origin.to_string());
             } else {
                 set.remove(origin);
-                if set.is_empty() {
-                    remote.remove(&id);
-                }
             }
+            let held = !set.is_empty();
+            if !held {
+                remote.remove(&id);
+            }
+            held
+        };
+        // A replica letting go of a node that another replica now holds
+        // (the client moved) speaks for it no more: its fields are older.
+        let authoritative = s.online || !held_elsewhere;
+        if s.online {
+            self.cluster.latest.lock().insert(id, s.clone());
+        } else if !held_elsewhere {
+            self.cluster.latest.lock().remove(&id);
         }
         let Some(old) = self.node(id) else {
-            self.cluster.parked.lock().insert(id, s);
+            if authoritative {
+                self.cluster.parked.lock().insert(id, s);
+            }
             return;
         };
         // The replica holding the session here is the authority.
-        if !self.sessions.is_online(id) {
+        if authoritative && !self.sessions.is_online(id) {
             let mut node = (*old).clone();
             s.apply_to(&mut node);
             if node != *old {
@@ -194,6 +210,29 @@ impl Tailnet {
         if was_online != now_online {
             self.remote_online_changed(id, now_online).await;
         }
+    }
+
+    /// The last session here ended while another replica holds one for the
+    /// node (the client moved there): peers keep seeing it online, with the
+    /// soft state that replica published. Returns false when no other
+    /// replica holds the node.
+    pub(super) async fn session_moved_away(&self, id: NodeId) -> bool {
+        let _w = self.write.lock().await;
+        if !self.cluster.is_remote_online(id) {
+            return false;
+        }
+        // Tell the others this replica let go (they keep the node online).
+        self.publish_soft(id);
+        let latest = self.cluster.latest.lock().get(&id).cloned();
+        if let (Some(s), Some(old)) = (latest, self.node(id)) {
+            let mut node = (*old).clone();
+            s.apply_to(&mut node);
+            if node != *old {
+                self.apply_soft_locked(&old, node);
+            }
+        }
+        tracing::debug!(node.id = id, "node's session moved to another replica");
+        true
     }
 
     /// Puts a node whose soft fields changed in memory and tells peers, as
@@ -285,6 +324,9 @@ impl Tailnet {
         };
         let mut offline = 0;
         for id in affected {
+            if !self.cluster.is_remote_online(id) {
+                self.cluster.latest.lock().remove(&id);
+            }
             if !self.is_online(id) {
                 offline += 1;
                 self.remote_online_changed(id, false).await;
@@ -347,6 +389,7 @@ impl Tailnet {
                 None => {
                     self.soft_dirty.lock().remove(&old.id);
                     self.cluster.remote.write().remove(&old.id);
+                    self.cluster.latest.lock().remove(&old.id);
                     self.commit_node(Some(old), None);
                     stats.nodes_removed += 1;
                 }
@@ -402,7 +445,7 @@ impl Tailnet {
 mod tests {
     use chrono::TimeZone;
     use headway_proto::keys::{MachinePublic, NodePublic};
-    use headway_proto::tailcfg::{RegisterRequest, RegisterResponseAuth};
+    use headway_proto::tailcfg::{MapRequest, RegisterRequest, RegisterResponseAuth};
 
     use super::*;
     use crate::clock::ManualClock;
@@ -528,6 +571,98 @@ mod tests {
         assert!(b.policy_info().text.unwrap().contains("*:22"));
         let p = s2.take();
         assert!(p.full || p.peers_removed.contains(&n1), "{p:?}");
+    }
+
+    /// A client moves from replica A to replica B before A notices its old
+    /// session is gone: nobody sees it offline, and nobody takes A's older
+    /// disco key over B's.
+    #[tokio::test]
+    async fn a_client_moving_between_replicas_stays_online_with_its_new_state() {
+        let store = MemStore::default();
+        let (a, b, c) = (
+            replica(&store).await,
+            replica(&store).await,
+            replica(&store).await,
+        );
+        let (feed_a, feed_b) = (Arc::new(Collect::default()), Arc::new(Collect::default()));
+        a.set_change_feed(feed_a.clone());
+        b.set_change_feed(feed_b.clone());
+        let user = a
+            .create_user(NewUser {
+                name: "carol".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, key) = a
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                reusable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        a.register(MachinePublic([4; 32]), &req(4, &key))
+            .await
+            .unwrap();
+        a.register(MachinePublic([5; 32]), &req(5, &key))
+            .await
+            .unwrap();
+        b.reload_from_store(false).await.unwrap();
+        c.reload_from_store(false).await.unwrap();
+        let moving = a.nodes()[0].id;
+        let watcher = a.nodes()[1].id;
+        let on_c = c.open_session(watcher).await;
+
+        // On A first.
+        let old_session = a.open_session(moving).await;
+        for s in feed_a.0.lock().drain(..) {
+            b.apply_remote_soft("a", s.clone()).await;
+            c.apply_remote_soft("a", s).await;
+        }
+        assert!(c.is_online(moving) && b.is_online(moving));
+        on_c.take();
+
+        // Then on B, with a new disco key, while A's session lingers.
+        let _new_session = b.open_session(moving).await;
+        let map = MapRequest {
+            version: 133,
+            node_key: NodePublic([4; 32]),
+            disco_key: DiscoPublic([44; 32]),
+            ..Default::default()
+        };
+        b.apply_map_request(MachinePublic([4; 32]), &map)
+            .await
+            .unwrap();
+        for s in feed_b.0.lock().drain(..) {
+            a.apply_remote_soft("b", s.clone()).await;
+            c.apply_remote_soft("b", s).await;
+        }
+        assert_eq!(c.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+
+        // A's old session ends at last.
+        a.close_session(&old_session).await;
+        assert!(a.is_online(moving), "A must know B holds the node");
+        assert_eq!(a.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+        let from_a = feed_a.0.lock().drain(..).collect::<Vec<_>>();
+        assert!(from_a.iter().any(|s| s.node == moving && !s.online));
+        for s in from_a {
+            c.apply_remote_soft("a", s).await;
+        }
+        assert!(c.is_online(moving));
+        assert_eq!(c.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+        let seen = on_c.take();
+        assert!(
+            seen.patches
+                .get(&moving)
+                .is_none_or(|p| p.online != Some(false)),
+            "{seen:?}"
+        );
+
+        // B goes away for good: now the node is offline everywhere.
+        assert_eq!(c.forget_replica("b").await, 1);
+        assert!(!c.is_online(moving));
+        assert_eq!(on_c.take().patches[&moving].online, Some(false));
     }
 
     #[tokio::test]
