@@ -330,11 +330,17 @@ impl Server {
             ),
             None => None,
         };
-        audit_log::start(&config.audit, &tailnet, &mut tasks, shutdown.clone())?;
         let singleton = match cluster {
             Some(c) => replicas::spawn(&mut tasks, tailnet.clone(), c, shutdown.clone()),
             None => replicas::Singleton::default(),
         };
+        audit_log::start(
+            &config.audit,
+            &tailnet,
+            singleton.clone(),
+            &mut tasks,
+            shutdown.clone(),
+        )?;
         jobs::spawn(&mut tasks, tailnet.clone(), singleton, shutdown.clone());
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {

@@ -7,7 +7,7 @@
 //! (`Tailnet::reload_from_store`, `apply_remote_soft`, `forget_replica`);
 //! the SQL is `headway-store`'s (`PgCluster`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -263,6 +263,9 @@ async fn follow(
             match tailnet.reload_from_store(full).await {
                 Ok(stats) => {
                     tracing::debug!(?stats, full, "reloaded changes made by other replicas");
+                    if full {
+                        forget_dead(&tailnet, &cluster).await;
+                    }
                     full = false;
                 }
                 Err(e) => {
@@ -286,6 +289,22 @@ async fn follow(
     }
 }
 
+/// After notices may have been lost: replicas whose goodbye this one
+/// missed (their rows are gone) hold no nodes any more.
+async fn forget_dead(tailnet: &Tailnet, cluster: &PgCluster) {
+    match cluster.live_replicas().await {
+        Ok(live) => {
+            for id in tailnet.remote_replicas() {
+                if !live.contains(&id) {
+                    let n = tailnet.forget_replica(&id).await;
+                    tracing::info!(replica = %id, offline = n, "a replica left while this one was not listening");
+                }
+            }
+        }
+        Err(e) => tracing::warn!("listing the live replicas failed: {e}"),
+    }
+}
+
 /// Keeps this replica's row fresh and takes silent replicas' nodes offline.
 async fn heartbeat(
     tailnet: Arc<Tailnet>,
@@ -293,24 +312,37 @@ async fn heartbeat(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut forgotten: HashSet<String> = HashSet::new();
+    let mut first = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        if let Err(e) = cluster.heartbeat().await {
-            tracing::warn!("replica heartbeat failed: {e}");
-            continue;
+        match cluster.heartbeat().await {
+            Ok(true) if !first => {
+                // The others took this replica for dead and took its nodes
+                // offline: tell them again which nodes are connected here.
+                tracing::warn!(
+                    "this replica's heartbeat row was gone (it was silent too long); announcing its nodes again"
+                );
+                for s in tailnet.local_soft_states() {
+                    send_soft(&cluster, s).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("replica heartbeat failed: {e}");
+                continue;
+            }
         }
-        match cluster.silent_replicas(SILENT_AFTER).await {
+        first = false;
+        match cluster.reap_silent(SILENT_AFTER).await {
             Ok(silent) => {
+                // Everyone (this replica too) hears the goodbye announced on
+                // their behalf; forgetting here as well costs nothing.
                 for id in silent {
-                    if forgotten.insert(id.clone()) {
-                        let n = tailnet.forget_replica(&id).await;
-                        tracing::warn!(replica = %id, offline = n, "a replica stopped answering; its nodes are offline until they reconnect");
-                    }
-                    let _ = cluster.remove_replica(&id).await;
+                    let n = tailnet.forget_replica(&id).await;
+                    tracing::warn!(replica = %id, offline = n, "a replica stopped answering; its nodes are offline until they reconnect");
                 }
             }
             Err(e) => tracing::warn!("checking the other replicas failed: {e}"),

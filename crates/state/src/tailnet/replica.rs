@@ -302,6 +302,17 @@ impl Tailnet {
         );
     }
 
+    /// The other replicas this one believes hold sessions.
+    pub fn remote_replicas(&self) -> BTreeSet<String> {
+        self.cluster
+            .remote
+            .read()
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// Replica `origin` is gone (stopped heartbeating, or said goodbye):
     /// the nodes only it held are offline. Returns how many went offline.
     pub async fn forget_replica(&self, origin: &str) -> usize {
