@@ -27,10 +27,10 @@ pub(crate) fn spawn(
                 _ = sd.cancelled() => return Ok(()),
                 _ = tick.tick() => {
                     // With several replicas, only the lock holder deletes.
-                    if singleton.may_run() {
-                        if let Err(e) = t.collect_ephemeral().await {
-                            tracing::warn!("ephemeral node clean-up failed (will retry): {e}");
-                        }
+                    if singleton.may_run()
+                        && let Err(e) = t.collect_ephemeral().await
+                    {
+                        tracing::warn!("ephemeral node clean-up failed (will retry): {e}");
                     }
                     let expired = t.expire_pending_registrations();
                     if expired > 0 {

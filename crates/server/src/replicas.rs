@@ -111,7 +111,7 @@ pub(crate) fn spawn(
 async fn send_soft(cluster: &PgCluster, state: SoftState) {
     let mut notice = ChangeNotice::Soft {
         origin: cluster.replica_id().to_string(),
-        state,
+        state: Box::new(state),
     };
     if notice.payload().is_none() {
         // Too big for NOTIFY (large host info): the rest still travels;
@@ -245,7 +245,7 @@ async fn follow(
                 }
                 Heard::Notice(ChangeNotice::Rows { .. }) => reload = true,
                 Heard::Notice(ChangeNotice::Soft { origin, state }) => {
-                    tailnet.apply_remote_soft(&origin, state).await;
+                    tailnet.apply_remote_soft(&origin, *state).await;
                 }
                 Heard::Notice(ChangeNotice::Hello { origin }) => {
                     tracing::debug!(replica = %origin, "a replica asks for the nodes connected here");

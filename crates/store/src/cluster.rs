@@ -57,8 +57,12 @@ impl Touched {
 pub enum ChangeNotice {
     /// A transaction committed: read these rows again.
     Rows { origin: String, touched: Touched },
-    /// The soft state of a node connected to `origin`.
-    Soft { origin: String, state: SoftState },
+    /// The soft state of a node connected to `origin` (boxed: by far the
+    /// largest variant).
+    Soft {
+        origin: String,
+        state: Box<SoftState>,
+    },
     /// `origin` started (or lost notices): everyone, publish the soft state
     /// of your connected nodes again.
     Hello { origin: String },

@@ -201,13 +201,13 @@ async fn a_tailnet_follows_another_through_postgresql() {
     let soft = feed.0.lock().unwrap().pop().unwrap();
     let notice = ChangeNotice::Soft {
         origin: "a".into(),
-        state: soft,
+        state: Box::new(soft),
     };
     assert!(ca.notify(&notice).await.unwrap());
     let ChangeNotice::Soft { origin, state } = next_notice(&mut heard).await else {
         panic!("expected the soft state notice");
     };
-    b.apply_remote_soft(&origin, state).await;
+    b.apply_remote_soft(&origin, *state).await;
     assert!(b.is_online(n1));
     assert_eq!(session.take().patches[&n1].online, Some(true));
 }

@@ -627,7 +627,8 @@ mod tests {
 
         // On A first.
         let old_session = a.open_session(moving).await;
-        for s in feed_a.0.lock().drain(..) {
+        let from_a = std::mem::take(&mut *feed_a.0.lock());
+        for s in from_a {
             b.apply_remote_soft("a", s.clone()).await;
             c.apply_remote_soft("a", s).await;
         }
@@ -645,7 +646,8 @@ mod tests {
         b.apply_map_request(MachinePublic([4; 32]), &map)
             .await
             .unwrap();
-        for s in feed_b.0.lock().drain(..) {
+        let from_b = std::mem::take(&mut *feed_b.0.lock());
+        for s in from_b {
             a.apply_remote_soft("b", s.clone()).await;
             c.apply_remote_soft("b", s).await;
         }
@@ -655,7 +657,7 @@ mod tests {
         a.close_session(&old_session).await;
         assert!(a.is_online(moving), "A must know B holds the node");
         assert_eq!(a.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
-        let from_a = feed_a.0.lock().drain(..).collect::<Vec<_>>();
+        let from_a = std::mem::take(&mut *feed_a.0.lock());
         assert!(from_a.iter().any(|s| s.node == moving && !s.online));
         for s in from_a {
             c.apply_remote_soft("a", s).await;
