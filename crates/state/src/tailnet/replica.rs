@@ -217,6 +217,10 @@ impl Tailnet {
     /// soft state that replica published. Returns false when no other
     /// replica holds the node.
     pub(super) async fn session_moved_away(&self, id: NodeId) -> bool {
+        // One server (SQLite), or nobody else holds it: no lock to take.
+        if !self.cluster.is_remote_online(id) {
+            return false;
+        }
         let _w = self.write.lock().await;
         if !self.cluster.is_remote_online(id) {
             return false;
