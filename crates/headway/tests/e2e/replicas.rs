@@ -447,13 +447,28 @@ async fn replicas_behind_a_load_balancer_share_one_tailnet_and_survive_a_kill() 
     x.assert_tcp_blocked(y_ip, service).await;
     let changed = Instant::now();
     set_policy(&a, dir.path(), &policy(service)).await;
+    // The new packet filter in the netmap of the client on B (measured, not
+    // asserted: the "within a second" is printed for the record).
+    let allowed = format!("\"First\":{service}");
+    eventually(
+        Duration::from_secs(30),
+        "the new packet filter to reach a client on B",
+        async || {
+            let nm = y.netmap().await;
+            nm["PacketFilter"]
+                .to_string()
+                .contains(&allowed)
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "policy set through A, in the netmap of a client on B after {:?}",
+        changed.elapsed()
+    );
     assert_eq!(
         x.eventually_tcp(y_ip, service).await,
         "hello from the service"
-    );
-    eprintln!(
-        "policy set through A, enforced by a client on B after {:?}",
-        changed.elapsed()
     );
     assert_eq!(
         y.eventually_tcp(x_ip, service).await,
