@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use headway_state::Tailnet;
-use headway_state::tailnet::{ChangeFeed, SoftState};
+use headway_state::tailnet::{ChangeFeed, SoftState, peer_visible_hostinfo};
 use headway_store::{ChangeNotice, PgCluster};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -108,18 +108,31 @@ pub(crate) fn spawn(
     Singleton(Some(leader))
 }
 
+/// Makes a soft-state notice fit in a NOTIFY. A large host info (long
+/// service lists, NetInfo) is cut to what peers see, which carries the
+/// announced routes; if even that is too big, it stays out and reaches the
+/// others only when they reload everything.
+fn fit_soft(notice: &mut ChangeNotice) {
+    if notice.payload().is_some() {
+        return;
+    }
+    if let ChangeNotice::Soft { state, .. } = notice {
+        state.hostinfo = state.hostinfo.as_ref().map(peer_visible_hostinfo);
+    }
+    if notice.payload().is_some() {
+        return;
+    }
+    if let ChangeNotice::Soft { state, .. } = notice {
+        state.hostinfo = None;
+    }
+}
+
 async fn send_soft(cluster: &PgCluster, state: SoftState) {
     let mut notice = ChangeNotice::Soft {
         origin: cluster.replica_id().to_string(),
         state: Box::new(state),
     };
-    if notice.payload().is_none() {
-        // Too big for NOTIFY (large host info): the rest still travels;
-        // host info reaches the others with the next full reload.
-        if let ChangeNotice::Soft { state, .. } = &mut notice {
-            state.hostinfo = None;
-        }
-    }
+    fit_soft(&mut notice);
     if let Err(e) = cluster.notify(&notice).await {
         tracing::warn!("publishing node state to the other replicas failed: {e}");
     }
@@ -391,4 +404,87 @@ async fn lead(
         l.release().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use headway_proto::keys::DiscoPublic;
+    use headway_proto::tailcfg::{Hostinfo, NetInfo};
+
+    use super::*;
+
+    fn notice(hostinfo: Hostinfo) -> ChangeNotice {
+        ChangeNotice::Soft {
+            origin: "replica-a".into(),
+            state: Box::new(SoftState {
+                node: 7,
+                online: true,
+                disco_key: DiscoPublic([1; 32]),
+                endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
+                home_derp: 999,
+                cap_version: 133,
+                hostname: "box".into(),
+                hostinfo: Some(hostinfo),
+                last_seen: None,
+            }),
+        }
+    }
+
+    fn hostinfo_of(n: &ChangeNotice) -> Option<Hostinfo> {
+        match n {
+            ChangeNotice::Soft { state, .. } => state.hostinfo.clone(),
+            _ => None,
+        }
+    }
+
+    /// Announced routes must reach the other replicas even when the rest of
+    /// the host info is too big for a NOTIFY.
+    #[test]
+    fn a_large_host_info_is_cut_to_what_peers_see() {
+        let routes = vec!["10.1.0.0/24".parse().unwrap()];
+        let small = Hostinfo {
+            hostname: "box".into(),
+            routable_ips: routes.clone(),
+            ..Default::default()
+        };
+        let mut n = notice(small.clone());
+        fit_soft(&mut n);
+        assert_eq!(
+            hostinfo_of(&n),
+            Some(small.clone()),
+            "a small one travels whole"
+        );
+
+        let mut latencies = std::collections::BTreeMap::new();
+        for i in 0..1000 {
+            latencies.insert(format!("{i}-v4"), 0.012_345);
+        }
+        let big = Hostinfo {
+            net_info: Some(NetInfo {
+                derp_latency: latencies,
+                ..Default::default()
+            }),
+            ..small.clone()
+        };
+        let mut n = notice(big);
+        assert!(
+            n.payload().is_none(),
+            "the test's host info must be too big"
+        );
+        fit_soft(&mut n);
+        assert!(n.payload().is_some());
+        let sent = hostinfo_of(&n).unwrap();
+        assert_eq!(sent.routable_ips, routes);
+        assert!(sent.net_info.is_none());
+
+        // Even the peer-visible part too big: no host info, the rest travels.
+        let huge = Hostinfo {
+            hostname: "h".repeat(9000),
+            ..small
+        };
+        let mut n = notice(huge);
+        fit_soft(&mut n);
+        assert!(n.payload().is_some());
+        assert_eq!(hostinfo_of(&n), None);
+    }
 }
