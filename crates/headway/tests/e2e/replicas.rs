@@ -131,12 +131,12 @@ impl LoadBalancer {
             .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"))
             .collect();
         let d = dir.display();
-        // `user root`: the temporary directory is private to this user; a
-        // non-root nginx ignores the line with a warning.
+        // One process (no master and workers): killing it when the test
+        // ends leaves nothing behind, and it runs as this user, who owns
+        // the private temporary directory.
         let conf = format!(
             "daemon off;\n\
-             user root;\n\
-             worker_processes 1;\n\
+             master_process off;\n\
              pid {d}/nginx.pid;\n\
              error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
