@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, query_id};
+use crate::page::PageQuery;
 use crate::wire::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, Empty, ExpireApiKeyRequest,
     ListApiKeysResponse,
@@ -31,16 +32,24 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
 
 /// List API keys
 ///
-/// Sorted by id; each by its prefix.
+/// Sorted by id, each by its prefix; in pages with `pageSize`.
 #[utoipa::path(
     get, path = "/api/v1/apikey", operation_id = "listApiKeys", tag = "ApiKeys",
-    responses((status = 200, body = ListApiKeysResponse))
+    params(PageQuery),
+    responses(
+        (status = 200, body = ListApiKeysResponse),
+        (status = 400, description = "The page size or token is not valid", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub(crate) async fn list_api_keys(
     State(tailnet): State<Arc<Tailnet>>,
-) -> Json<ListApiKeysResponse> {
-    let api_keys = tailnet.list_api_keys().iter().map(ApiKey::from).collect();
-    Json(ListApiKeysResponse { api_keys })
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<ListApiKeysResponse>, ApiError> {
+    let page = page.apply(tailnet.list_api_keys(), |k| k.id)?;
+    Ok(Json(ListApiKeysResponse {
+        api_keys: page.items.iter().map(ApiKey::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Create API key

@@ -25,6 +25,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::page::PageQuery;
 use crate::{api_keys, auth, health, nodes, policy, preauth_keys, users, wire};
 
 /// The code generated from `proto/headscale/v1/*.proto`.
@@ -229,9 +230,13 @@ impl HeadscaleService for Grpc {
             name: Some(r.name),
             email: Some(r.email),
         };
-        let Json(out) = users::list_users(self.state(), QueryParams(query))
-            .await
-            .map_err(status)?;
+        let Json(out) = users::list_users(
+            self.state(),
+            QueryParams(query),
+            QueryParams(PageQuery::default()),
+        )
+        .await
+        .map_err(status)?;
         ok(pb::ListUsersResponse {
             users: out.users.into_iter().map(user).collect(),
         })
@@ -293,9 +298,13 @@ impl HeadscaleService for Grpc {
         _: Request<pb::ListPreAuthKeysRequest>,
     ) -> Answer<pb::ListPreAuthKeysResponse> {
         let query = preauth_keys::ListPreAuthKeysQuery { user: None };
-        let Json(out) = preauth_keys::list_preauth_keys(self.state(), QueryParams(query))
-            .await
-            .map_err(status)?;
+        let Json(out) = preauth_keys::list_preauth_keys(
+            self.state(),
+            QueryParams(query),
+            QueryParams(PageQuery::default()),
+        )
+        .await
+        .map_err(status)?;
         ok(pb::ListPreAuthKeysResponse {
             pre_auth_keys: out.pre_auth_keys.into_iter().map(preauth_key).collect(),
         })
@@ -417,9 +426,13 @@ impl HeadscaleService for Grpc {
     async fn list_nodes(&self, r: Request<pb::ListNodesRequest>) -> Answer<pb::ListNodesResponse> {
         let r = r.into_inner();
         let query = nodes::ListNodesQuery { user: Some(r.user) };
-        let Json(out) = nodes::list_nodes(self.state(), QueryParams(query))
-            .await
-            .map_err(status)?;
+        let Json(out) = nodes::list_nodes(
+            self.state(),
+            QueryParams(query),
+            QueryParams(PageQuery::default()),
+        )
+        .await
+        .map_err(status)?;
         ok(pb::ListNodesResponse {
             nodes: out.nodes.into_iter().map(node).collect(),
         })
@@ -528,7 +541,9 @@ impl HeadscaleService for Grpc {
         &self,
         _: Request<pb::ListApiKeysRequest>,
     ) -> Answer<pb::ListApiKeysResponse> {
-        let Json(out) = api_keys::list_api_keys(self.state()).await;
+        let Json(out) = api_keys::list_api_keys(self.state(), QueryParams(PageQuery::default()))
+            .await
+            .map_err(status)?;
         ok(pb::ListApiKeysResponse {
             api_keys: out.api_keys.into_iter().map(api_key).collect(),
         })

@@ -37,6 +37,7 @@ pub mod listen;
 mod nodes;
 mod oauth_clients;
 mod openapi;
+mod page;
 mod policy;
 mod preauth_keys;
 mod users;

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, path_id};
+use crate::page::PageQuery;
 use crate::wire::{
     Empty, ExpireNodeRequest, ListNodesResponse, MoveNodeRequest, Node, NodeResponse,
     SetApprovedRoutesRequest, SetTagsRequest,
@@ -50,29 +51,34 @@ pub(crate) struct ListNodesQuery {
 
 /// List nodes
 ///
-/// Sorted by id.
+/// Sorted by id; in pages with `pageSize`.
 #[utoipa::path(
     get, path = "/api/v1/node", operation_id = "listNodes", tag = "Nodes",
-    params(ListNodesQuery),
+    params(ListNodesQuery, PageQuery),
     responses(
         (status = 200, body = ListNodesResponse),
+        (status = 400, description = "The page size or token is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_nodes(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListNodesQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<ListNodesResponse>, ApiError> {
     let user = match query.user.as_deref() {
         None | Some("") => None,
         Some(name_or_id) => Some(tailnet.resolve_user(name_or_id)?.id),
     };
-    let nodes = tailnet
-        .list_nodes(user)
-        .iter()
-        .map(|n| Node::from_domain(&tailnet, n))
-        .collect();
-    Ok(Json(ListNodesResponse { nodes }))
+    let page = page.apply(tailnet.list_nodes(user), |n| n.id)?;
+    Ok(Json(ListNodesResponse {
+        nodes: page
+            .items
+            .iter()
+            .map(|n| Node::from_domain(&tailnet, n))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Get node

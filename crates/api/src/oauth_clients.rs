@@ -17,7 +17,8 @@ use utoipa_axum::routes;
 
 use crate::audit;
 use crate::error::{ApiError, Problem};
-use crate::extract::{JsonBody, PathParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::page::PageQuery;
 use crate::wire::{
     CreateOAuthClientRequest, CreateOAuthClientResponse, Empty, ListOAuthClientsResponse,
     OAuthClient,
@@ -31,20 +32,24 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
 
 /// List OAuth clients
 ///
-/// Sorted by id; without their secrets.
+/// Sorted by id, without their secrets; in pages with `pageSize`.
 #[utoipa::path(
     get, path = "/api/v1/oauthclient", operation_id = "listOAuthClients", tag = "OAuthClients",
-    responses((status = 200, body = ListOAuthClientsResponse))
+    params(PageQuery),
+    responses(
+        (status = 200, body = ListOAuthClientsResponse),
+        (status = 400, description = "The page size or token is not valid", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub(crate) async fn list_oauth_clients(
     State(tailnet): State<Arc<Tailnet>>,
-) -> Json<ListOAuthClientsResponse> {
-    let oauth_clients = tailnet
-        .list_oauth_clients()
-        .iter()
-        .map(OAuthClient::from)
-        .collect();
-    Json(ListOAuthClientsResponse { oauth_clients })
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<ListOAuthClientsResponse>, ApiError> {
+    let page = page.apply(tailnet.list_oauth_clients(), |c| c.id)?;
+    Ok(Json(ListOAuthClientsResponse {
+        oauth_clients: page.items.iter().map(OAuthClient::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Create OAuth client

@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, QueryParams, query_id};
+use crate::page::PageQuery;
 use crate::wire::{
     CreatePreAuthKeyRequest, Empty, ExpirePreAuthKeyRequest, ListPreAuthKeysResponse, PreAuthKey,
     PreAuthKeyResponse,
@@ -42,29 +43,34 @@ pub(crate) struct ListPreAuthKeysQuery {
 
 /// List pre-auth keys
 ///
-/// Sorted by id. Keys are shown masked.
+/// Sorted by id; in pages with `pageSize`. Keys are shown masked.
 #[utoipa::path(
     get, path = "/api/v1/preauthkey", operation_id = "listPreAuthKeys", tag = "PreAuthKeys",
-    params(ListPreAuthKeysQuery),
+    params(ListPreAuthKeysQuery, PageQuery),
     responses(
         (status = 200, body = ListPreAuthKeysResponse),
+        (status = 400, description = "The page size or token is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_preauth_keys(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListPreAuthKeysQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<ListPreAuthKeysResponse>, ApiError> {
     let user = match query.user.as_deref() {
         None | Some("") | Some("0") => None,
         Some(name_or_id) => Some(tailnet.resolve_user(name_or_id)?.id),
     };
-    let pre_auth_keys = tailnet
-        .list_preauth_keys(user)
-        .iter()
-        .map(|k| PreAuthKey::stored(&tailnet, k))
-        .collect();
-    Ok(Json(ListPreAuthKeysResponse { pre_auth_keys }))
+    let page = page.apply(tailnet.list_preauth_keys(user), |k| k.id)?;
+    Ok(Json(ListPreAuthKeysResponse {
+        pre_auth_keys: page
+            .items
+            .iter()
+            .map(|k| PreAuthKey::stored(&tailnet, k))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Create pre-auth key

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, path_id, query_id};
+use crate::page::PageQuery;
 use crate::wire::{CreateUserRequest, Empty, ListUsersResponse, User, UserResponse};
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
@@ -39,35 +40,39 @@ pub(crate) struct ListUsersQuery {
 
 /// List users
 ///
-/// Sorted by id.
+/// Sorted by id; in pages with `pageSize`.
 #[utoipa::path(
     get, path = "/api/v1/user", operation_id = "listUsers", tag = "Users",
-    params(ListUsersQuery),
+    params(ListUsersQuery, PageQuery),
     responses(
         (status = 200, body = ListUsersResponse),
-        (status = 400, description = "`id` is not an id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`id` is not an id, or the page size or token is not valid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_users(
     State(tailnet): State<Arc<Tailnet>>,
     QueryParams(query): QueryParams<ListUsersQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<ListUsersResponse>, ApiError> {
     // Checked even when another filter wins, as headscale does.
     let id = query_id("id", "user", query.id.as_deref())?;
     let name = query.name.filter(|n| !n.is_empty());
     let email = query.email.filter(|e| !e.is_empty());
-    let users = tailnet
+    let users: Vec<_> = tailnet
         .users()
-        .iter()
+        .into_iter()
         .filter(|u| match (&name, &email, id) {
             (Some(name), _, _) => &u.name == name,
             (None, Some(email), _) => &u.email == email,
             (None, None, Some(id)) => u.id == id,
             (None, None, None) => true,
         })
-        .map(|u| User::from(&**u))
         .collect();
-    Ok(Json(ListUsersResponse { users }))
+    let page = page.apply(users, |u| u.id)?;
+    Ok(Json(ListUsersResponse {
+        users: page.items.iter().map(|u| User::from(&**u)).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Create user

@@ -150,6 +150,13 @@ pub struct UserResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListUsersResponse {
     pub users: Vec<User>,
+    /// Present when more items follow: pass it as `pageToken` for the next page.
+    #[serde(
+        rename = "nextPageToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_page_token: Option<String>,
 }
 
 // --- pre-auth keys ----------------------------------------------------------
@@ -208,6 +215,13 @@ pub struct PreAuthKeyResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ListPreAuthKeysResponse {
     pub pre_auth_keys: Vec<PreAuthKey>,
+    /// Present when more items follow: pass it as `pageToken` for the next page.
+    #[serde(
+        rename = "nextPageToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_page_token: Option<String>,
 }
 
 // --- nodes ----------------------------------------------------------------
@@ -290,6 +304,13 @@ pub struct NodeResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListNodesResponse {
     pub nodes: Vec<Node>,
+    /// Present when more items follow: pass it as `pageToken` for the next page.
+    #[serde(
+        rename = "nextPageToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_page_token: Option<String>,
 }
 
 /// The whole list of approved routes (headscale's `SetApprovedRoutesRequest`);
@@ -366,6 +387,13 @@ pub struct ExpireApiKeyRequest {
 #[serde(rename_all = "camelCase")]
 pub struct ListApiKeysResponse {
     pub api_keys: Vec<ApiKey>,
+    /// Present when more items follow: pass it as `pageToken` for the next page.
+    #[serde(
+        rename = "nextPageToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_page_token: Option<String>,
 }
 
 // --- policy ---------------------------------------------------------------------
@@ -440,6 +468,13 @@ pub struct CreateOAuthClientResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ListOAuthClientsResponse {
     pub oauth_clients: Vec<OAuthClient>,
+    /// Present when more items follow: pass it as `pageToken` for the next page.
+    #[serde(
+        rename = "nextPageToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_page_token: Option<String>,
 }
 
 // --- misc -----------------------------------------------------------------

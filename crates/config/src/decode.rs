@@ -548,6 +548,7 @@ fn postgres(r: &mut Reader, selected: bool) -> Option<PostgresConfig> {
         selected,
     );
     let ssl = r.get("database.postgres.ssl", postgres_ssl);
+    let ssl_root_cert = r.input_path("database.postgres.ssl_root_cert");
     let max_open_conns = r.get("database.postgres.max_open_conns", |v| {
         values::unsigned(v, 1u32, u32::MAX)
     });
@@ -564,6 +565,7 @@ fn postgres(r: &mut Reader, selected: bool) -> Option<PostgresConfig> {
         user: user?,
         pass: pass?,
         ssl: ssl?,
+        ssl_root_cert: ssl_root_cert?,
         max_open_conns: max_open_conns?,
         max_idle_conns: max_idle_conns?,
         conn_max_idle_time: std::time::Duration::from_secs(idle_secs?),

@@ -131,6 +131,7 @@ pub(crate) const KEYS: &[Key] = &[
     secret("database.postgres.pass"),
     text("database.postgres.pass_path", ""),
     scalar("database.postgres.ssl", "false"),
+    text("database.postgres.ssl_root_cert", ""),
     scalar("database.postgres.max_open_conns", "10"),
     scalar("database.postgres.max_idle_conns", "10"),
     scalar("database.postgres.conn_max_idle_time_secs", "3600"),
@@ -197,7 +198,6 @@ pub(crate) const NOT_YET_SUPPORTED: &[(&str, &str, Option<&str>)] = &[
         "periodic DERP map refresh",
         Some("derp.auto_update_enabled"),
     ),
-    ("node.routes.ha.", "HA subnet router health probing", None),
     ("preauth_keys.", "deleting revoked pre-auth keys", None),
     ("trusted_proxies", "trusting forwarded-for headers", None),
 ];

@@ -163,7 +163,7 @@ pub struct RoutesConfig {
     pub ha: HaRoutesConfig,
 }
 
-/// `node.routes.ha.*` (not built yet).
+/// `node.routes.ha.*`: health probes of HA subnet routers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaRoutesConfig {
     /// `None`: probing disabled.
@@ -214,6 +214,9 @@ pub struct PostgresConfig {
     /// From `pass`, `pass_path` or `HEADWAY_DATABASE__POSTGRES__PASS_FILE`.
     pub pass: Option<Secret>,
     pub ssl: PostgresSslMode,
+    /// `ssl_root_cert`: the CA (PEM) that `verify-ca` / `verify-full`
+    /// check the server against, besides the public CAs.
+    pub ssl_root_cert: Option<PathBuf>,
     pub max_open_conns: u32,
     pub max_idle_conns: u32,
     /// `conn_max_idle_time_secs`

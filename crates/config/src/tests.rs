@@ -615,7 +615,7 @@ fn cross_key_rules() {
 fn typed_choices() {
     let c = config(
         "tls_cert_path: cert.pem\ntls_key_path: /abs/key.pem\nserver_url: https://hw.example.com\n\
-         database: {type: postgres, postgres: {host: db, port: 6432, ssl: verify-full, pass: hunter2}}\n\
+         database: {type: postgres, postgres: {host: db, port: 6432, ssl: verify-full, ssl_root_cert: db-ca.pem, pass: hunter2}}\n\
          derp: {server: {ipv4: none}}\nunix_socket_permission: 660\n",
     );
     assert!(
@@ -629,6 +629,13 @@ fn typed_choices() {
         ("db", 6432, PostgresSslMode::VerifyFull)
     );
     assert_eq!(pg.pass.as_ref().map(Secret::expose), Some("hunter2"));
+    assert!(
+        pg.ssl_root_cert
+            .as_deref()
+            .is_some_and(|p| p.ends_with("db-ca.pem")),
+        "{:?}",
+        pg.ssl_root_cert
+    );
     assert_eq!(pg.conn_max_idle_time, Duration::from_secs(3600));
     assert_eq!(c.derp.server.ipv4, DerpNodeIp::Disabled);
     assert_eq!(c.unix_socket_permission, 0o660);
@@ -681,12 +688,17 @@ fn not_yet_supported_keys_warn_only_when_changed() {
     );
     assert_eq!(
         warnings(
-            "node: {routes: {ha: {probe_interval: 37s}}}\nlogtail: {enabled: true}\n",
+            "preauth_keys: {revoked_retention: 1h}\nlogtail: {enabled: true}\n",
             &[]
         ),
         [
-            "node.routes.ha.probe_interval: HA subnet router health probing is not built into Headway yet; ignored"
+            "preauth_keys.revoked_retention: deleting revoked pre-auth keys is not built into Headway yet; ignored"
         ]
+    );
+    // Router health probes are built: not flagged.
+    assert_eq!(
+        warnings("node: {routes: {ha: {probe_interval: 37s}}}\n", &[]),
+        Vec::<String>::new()
     );
     // OIDC is built: its settings are not flagged, switched on or not.
     assert_eq!(

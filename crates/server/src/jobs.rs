@@ -58,3 +58,56 @@ pub(crate) fn spawn(
         }
     });
 }
+
+/// Probes high-availability subnet routers every `interval`
+/// (`node.routes.ha.*`): each online router sharing a route with another
+/// is asked to call back within `timeout`; see
+/// `headway_state::tailnet::route_health`.
+pub(crate) fn spawn_route_probes(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    tailnet: Arc<Tailnet>,
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(?interval, ?timeout, "HA subnet router health probes on");
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => probe_routers(&tailnet, timeout).await,
+            }
+        }
+    });
+}
+
+/// One round: every probe in parallel, then one decision for all, so the
+/// election sees a single change. A router that reconnected during its
+/// probe is left out of the round (its new session may not have the
+/// request), as is one that went offline (going offline moves its routes
+/// anyway).
+async fn probe_routers(tailnet: &Tailnet, timeout: Duration) {
+    let routers = tailnet.ha_routers().await;
+    if routers.is_empty() {
+        return;
+    }
+    let probes = routers.into_iter().filter_map(|id| tailnet.ping_node(id));
+    let answers = probes.map(|ping| async move {
+        let answered = tokio::time::timeout(timeout, ping.answered).await;
+        let answered = matches!(answered, Ok(Ok(())));
+        if !answered {
+            tailnet.forget_ping(&ping.id);
+        }
+        let same_session = tailnet.session_id(ping.node) == Some(ping.session);
+        same_session.then_some((ping.node, answered))
+    });
+    let results: Vec<(headway_state::model::NodeId, bool)> = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    tracing::debug!(?results, "route health: probe round done");
+    tailnet.set_router_health(&results).await;
+}

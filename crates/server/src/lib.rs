@@ -104,6 +104,7 @@ pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
                 user: p.user.clone(),
                 password: p.pass.as_ref().map(|s| s.expose().to_string()),
                 ssl_mode: p.ssl.as_str().to_string(),
+                ssl_root_cert: p.ssl_root_cert.clone(),
                 max_connections: p.max_open_conns.max(2),
             })
             .await?
@@ -342,6 +343,16 @@ impl Server {
             shutdown.clone(),
         )?;
         jobs::spawn(&mut tasks, tailnet.clone(), singleton, shutdown.clone());
+        if let Some(interval) = config.node.routes.ha.probe_interval {
+            // Each replica probes the routers connected to it.
+            jobs::spawn_route_probes(
+                &mut tasks,
+                tailnet.clone(),
+                interval,
+                config.node.routes.ha.probe_timeout,
+                shutdown.clone(),
+            );
+        }
         tracing::info!(%listen_addr, server_url = %config.server_url, derp_tls = ?derp_tls_addr, stun = ?stun_addr, socket = %unix_socket.display(), grpc = ?grpc_addr, "Headway is serving");
         Ok(Server {
             tailnet,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use headway_proto::tailcfg::PeerChange;
+use headway_proto::tailcfg::{PeerChange, PingRequest};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -94,6 +94,9 @@ pub struct Session {
     /// What to send, and since when something has been waiting (for the
     /// map update latency metric).
     pending: Mutex<(Pending, Option<Instant>)>,
+    /// A request for the client to call a URL back (health probes); sent
+    /// on its own, not merged into the shared deltas.
+    ping: Mutex<Option<PingRequest>>,
     notify: Notify,
     closed: AtomicBool,
     metrics: Arc<Metrics>,
@@ -119,6 +122,17 @@ impl Session {
             self.metrics.map_update_sent(kind, since.elapsed());
         }
         pending
+    }
+
+    /// Asks the client to call `request.url` back; wakes the session.
+    pub fn ping(&self, request: PingRequest) {
+        *self.ping.lock() = Some(request);
+        self.notify.notify_one();
+    }
+
+    /// The ping request to send, if any (leaving none).
+    pub fn take_ping(&self) -> Option<PingRequest> {
+        self.ping.lock().take()
     }
 
     /// Resolves when there is something pending or the session was closed.
@@ -162,6 +176,7 @@ impl Sessions {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             node_id,
             pending: Mutex::new((Pending::default(), None)),
+            ping: Mutex::new(None),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             metrics: self.metrics.clone(),

@@ -37,6 +37,9 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
     pub ssl_mode: String,
+    /// The CA certificate (PEM file) the server's certificate must chain to
+    /// for `verify-ca` / `verify-full`, besides the public CAs (webpki roots).
+    pub ssl_root_cert: Option<std::path::PathBuf>,
     pub max_connections: u32,
 }
 
@@ -49,6 +52,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -131,6 +135,15 @@ impl SqlStore {
             .ssl_mode(ssl);
         if let Some(p) = &o.password {
             options = options.password(p);
+        }
+        if let Some(ca) = &o.ssl_root_cert {
+            if !ca.is_file() {
+                return Err(StoreError::Database(format!(
+                    "database.postgres.ssl_root_cert: {} is not a readable file; give the PEM certificate of the CA that signed the database server's certificate",
+                    ca.display()
+                )));
+            }
+            options = options.ssl_root_cert(ca);
         }
         let describe = format!("postgres://{}@{}:{}/{}", o.user, o.host, o.port, o.database);
         let pool = PgPoolOptions::new()

@@ -380,6 +380,7 @@ async fn a_headscale_postgres_database_imports_into_postgres() {
         },
         password: u.password().map(String::from),
         ssl_mode: "disable".into(),
+        ssl_root_cert: None,
         max_connections: 4,
     })
     .await

@@ -19,9 +19,10 @@ use headway_state::model::*;
 use headway_state::settings::Settings;
 use headway_state::store::{Store, StoreError};
 use headway_state::tailnet::{NewPreAuthKey, NewUser};
-use headway_store::SqlStore;
+use headway_store::{PostgresOptions, SqlStore};
+use sqlx::Connection;
 
-use common::PgDb;
+use common::{PgDb, pg_admin_url};
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
@@ -432,4 +433,84 @@ async fn postgres_store_round_trips_api_keys_and_oauth_clients() {
     let store = SqlStore::open_postgres(&opts).await.unwrap();
     round_trips_api_keys_and_oauth_clients(&store).await;
     store.close().await;
+}
+
+/// `database.postgres.ssl: verify-full` with `ssl_root_cert`: the store
+/// talks TLS to PostgreSQL and checks the server's certificate and name.
+/// Uses the certificate the test server itself is configured with (Debian
+/// turns `ssl` on with a self-signed certificate for `localhost`).
+#[tokio::test]
+async fn postgres_over_tls_checks_the_server_certificate_and_name() {
+    let Some((_db, opts)) = PgDb::create().await else {
+        return;
+    };
+    let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+    let (ssl,): (String,) = sqlx::query_as("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        ssl, "on",
+        "the test PostgreSQL server has ssl off; turn it on (ssl = on with a certificate for localhost) to test TLS to the database"
+    );
+    let (cert_file,): (String,) = sqlx::query_as("SHOW ssl_cert_file")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("server-ca.pem");
+    std::fs::copy(&cert_file, &ca).unwrap_or_else(|e| panic!("reading {cert_file}: {e}"));
+
+    let tls = |host: &str, mode: &str, root: Option<std::path::PathBuf>| PostgresOptions {
+        host: host.into(),
+        ssl_mode: mode.into(),
+        ssl_root_cert: root,
+        ..opts.clone()
+    };
+    // The right CA and the name on the certificate: connected, encrypted.
+    let store = SqlStore::open_postgres(&tls("localhost", "verify-full", Some(ca.clone())))
+        .await
+        .unwrap();
+    let SqlStore::Postgres { pool, .. } = &store else {
+        panic!("not PostgreSQL")
+    };
+    let (encrypted,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(encrypted, "verify-full must encrypt the connection");
+    store.close().await;
+
+    // Another name than the certificate's: refused under verify-full.
+    let err = SqlStore::open_postgres(&tls("127.0.0.1", "verify-full", Some(ca.clone())))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // A CA that did not sign the server's certificate: refused.
+    let public_roots = std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    if public_roots.exists() {
+        let err = SqlStore::open_postgres(&tls("localhost", "verify-ca", Some(public_roots)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    }
+    // A root certificate that is not there: a clear error naming the key.
+    let err = SqlStore::open_postgres(&tls(
+        "localhost",
+        "verify-full",
+        Some(dir.path().join("missing.pem")),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("database.postgres.ssl_root_cert"),
+        "{err}"
+    );
 }

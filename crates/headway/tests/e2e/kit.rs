@@ -415,6 +415,23 @@ impl Node {
         self.spawn().await;
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to tailscaled. A stopped
+    /// tailscaled keeps its connections open but answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .daemon
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("tailscaled is running");
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
     /// Runs the `tailscale` CLI against this node.
     pub async fn ts(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(self.bin.join("tailscale"))

@@ -693,3 +693,84 @@ async fn an_unreachable_provider_stops_the_start_or_is_retried_as_configured() {
     let (ok, out) = up.finish().await;
     assert!(ok, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_check_is_passed_by_the_source_owner_signing_in_again() {
+    use crate::ssh_check::{Ssh, policy, rule, set_policy, wait_ssh_policy};
+    let _slot = slot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start(dir.path(), "", None).await;
+    let server = Headway::start(
+        dir.path(),
+        ServerOpts {
+            extra_yaml: format!(
+                "policy:\n  mode: database\n{}",
+                oidc_yaml(&provider.issuer, "")
+            ),
+        },
+    )
+    .await;
+    set_policy(&server, &policy(&rule("check", r#", "checkPeriod": "1h""#))).await;
+
+    // alice logs her laptop in through the provider.
+    let laptop = Node::start(dir.path(), "laptop", MODERN, &[]).await;
+    let up = Up::start(&laptop, &server).await;
+    let auth_url = up.auth_url(&server).await;
+    let browser = Browser::new();
+    let page = browser.log_in(&auth_url, "alice").await;
+    let done = browser.confirm(&page).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let (ok, out) = up.finish().await;
+    assert!(ok, "tailscale up failed: {out}");
+
+    // A tagged server with Tailscale SSH, from a key for the tag alone.
+    let key = server
+        .cli_json(&[
+            "preauthkeys",
+            "create",
+            "--tags",
+            "tag:server",
+            "--expiration",
+            "1h",
+        ])
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = Node::start(dir.path(), "db", MODERN, &[]).await;
+    let (ok, out) = db.up(&server, &key, &["--ssh"]).await;
+    assert!(ok, "tailscale up --ssh: {out}");
+    let db_ip = db.ipv4().await;
+    laptop.wait_sees_online(&["db"]).await;
+    wait_ssh_policy(&db, true, 1).await;
+
+    let mut ssh = Ssh::start(&laptop, db_ip);
+    let id = ssh.check_id(&server).await;
+    let link = format!("{}/register/{id}", server.url());
+
+    // Someone else signing in at the link approves nothing.
+    let page = Browser::new().log_in(&link, "bob").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(page.body.contains("not approved"), "{}", page.body);
+    assert!(
+        users(&server).await.len() == 1,
+        "signing in at an SSH check creates nobody"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(ssh.still_waiting(), "ssh went on: {}", ssh.output());
+
+    // alice signs in again: the connection goes through, no admin involved.
+    let page = Browser::new().log_in(&link, "alice").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("SSH connection approved"),
+        "{}",
+        page.body
+    );
+    let (ok, out) = ssh.finish().await;
+    assert!(ok && out.lines().any(|l| l == "ok"), "{out}");
+
+    // The link is used up.
+    let page = Browser::new().log_in(&link, "alice").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+}

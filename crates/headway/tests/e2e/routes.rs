@@ -210,6 +210,92 @@ async fn subnet_routes_wait_for_approval_then_fail_over_between_routers() {
     eprintln!("withdrawn route left the peer in {:?}", start.elapsed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_stops_answering_probes_loses_its_routes_while_connected() {
+    let _slot = slot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Headway::start(
+        dir.path(),
+        ServerOpts {
+            extra_yaml:
+                "node:\n  routes:\n    ha:\n      probe_interval: 2s\n      probe_timeout: 1s\n"
+                    .into(),
+        },
+    )
+    .await;
+    let key = server.user_with_key("alice", &["--reusable"]).await;
+    let advertise = format!("--advertise-routes={ROUTE}");
+    let r1 = Node::start(dir.path(), "router-1", MODERN, &[]).await;
+    let r2 = Node::start(dir.path(), "router-2", OLD, &[]).await;
+    let c = Node::start(dir.path(), "client", MODERN, &[]).await;
+    let (ok, out) = r1.up(&server, &key, &[&advertise]).await;
+    assert!(ok, "{out}");
+    approve(&server, "router-1", ROUTE).await;
+    c.up_ok(&server, &key).await;
+    wait_primary(&c, "router-1", &[], ROUTE).await;
+    let (ok, out) = r2.up(&server, &key, &[&advertise]).await;
+    assert!(ok, "{out}");
+    approve(&server, "router-2", ROUTE).await;
+    c.wait_sees_online(&["router-1", "router-2"]).await;
+
+    // Both routers answer their probes: router-1 stays primary.
+    eventually(
+        Duration::from_secs(20),
+        "both routers to answer a probe",
+        async || {
+            let log = server.log_text();
+            (log.matches("route health: probe answered").count() >= 4).then_some(())
+        },
+    )
+    .await;
+    stays_primary(&c, "router-1", ROUTE, Duration::from_secs(5)).await;
+
+    // router-1's tailscaled hangs: its connection stays open, so the server
+    // still counts it online, but it answers no probe. router-2 takes over.
+    r1.signal("STOP");
+    let took = wait_primary(&c, "router-2", &["router-1"], ROUTE).await;
+    eprintln!("a hung router's route moved in {took:?}");
+    let online = |nodes: &[Value], name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["givenName"] == name)
+            .map(|n| n["online"] == true)
+    };
+    assert_eq!(
+        online(&server.nodes().await, "router-1"),
+        Some(true),
+        "the failover must come from the probe, not from a closed session"
+    );
+    assert!(server.log_text().contains("did not answer its probe"));
+    let listed = listed_routes(&server, "router-2").await.unwrap();
+    assert_eq!(strings(&listed["subnetRoutes"]), [ROUTE], "{listed}");
+
+    // It wakes up and answers again: healthy, but router-2 keeps the route.
+    r1.signal("CONT");
+    eventually(
+        Duration::from_secs(20),
+        "router-1 to answer again",
+        async || {
+            server
+                .log_text()
+                .contains("router answers again")
+                .then_some(())
+        },
+    )
+    .await;
+    stays_primary(&c, "router-2", ROUTE, Duration::from_secs(5)).await;
+    assert!(!mentions(&c, "router-1", ROUTE).await);
+
+    // A hung router that is the last one of its route keeps it.
+    r2.signal("STOP");
+    let took = wait_primary(&c, "router-1", &["router-2"], ROUTE).await;
+    eprintln!("the route moved back to the healthy router in {took:?}");
+    r1.signal("STOP");
+    stays_primary(&c, "router-1", ROUTE, Duration::from_secs(6)).await;
+    r1.signal("CONT");
+    r2.signal("CONT");
+}
+
 fn write(path: &Path, text: &str) {
     // Write then rename, so the watcher never reads half a file.
     let tmp = path.with_extension("tmp");

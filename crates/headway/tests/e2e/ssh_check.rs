@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::kit::*;
 
 /// `rule` is one SSH rule (or nothing) from alice's devices to `tag:server`.
-fn policy(rule: &str) -> String {
+pub(crate) fn policy(rule: &str) -> String {
     format!(
         r#"{{
   "tagOwners": {{"tag:server": ["alice@"]}},
@@ -23,20 +23,20 @@ fn policy(rule: &str) -> String {
     )
 }
 
-fn rule(action: &str, extra: &str) -> String {
+pub(crate) fn rule(action: &str, extra: &str) -> String {
     format!(
         r#"{{"action": "{action}", "src": ["alice@"], "dst": ["tag:server"], "users": ["root"]{extra}}}"#
     )
 }
 
 /// `ssh root@<ip> echo ok` from `from`, running in the background.
-struct Ssh {
+pub(crate) struct Ssh {
     child: Child,
     output: Arc<Mutex<String>>,
 }
 
 impl Ssh {
-    fn start(from: &Node, ip: std::net::Ipv4Addr) -> Ssh {
+    pub(crate) fn start(from: &Node, ip: std::net::Ipv4Addr) -> Ssh {
         let proxy = format!(
             "ProxyCommand={} --socket={} nc %h %p",
             tailscale_dir(&from.version).join("tailscale").display(),
@@ -72,12 +72,12 @@ impl Ssh {
         Ssh { child, output }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 
     /// The auth id of the check link in the banner.
-    async fn check_id(&self, server: &Headway) -> String {
+    pub(crate) async fn check_id(&self, server: &Headway) -> String {
         let prefix = format!("{}/register/", server.url());
         eventually(
             Duration::from_secs(40),
@@ -92,7 +92,7 @@ impl Ssh {
         .await
     }
 
-    async fn finish(mut self) -> (bool, String) {
+    pub(crate) async fn finish(mut self) -> (bool, String) {
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("ssh did not finish within 60 s: {}", self.output()))
@@ -101,12 +101,12 @@ impl Ssh {
         (status.success(), self.output())
     }
 
-    fn still_waiting(&mut self) -> bool {
+    pub(crate) fn still_waiting(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
 
-async fn set_policy(server: &Headway, text: &str) {
+pub(crate) async fn set_policy(server: &Headway, text: &str) {
     let path = server.dir.join("policy.hujson");
     std::fs::write(&path, text).unwrap();
     let (ok, out, err) = server
@@ -116,7 +116,7 @@ async fn set_policy(server: &Headway, text: &str) {
 }
 
 /// Waits until `node`'s SSH policy carries a check rule (`true`) or not.
-async fn wait_ssh_policy(node: &Node, check: bool, rules: usize) {
+pub(crate) async fn wait_ssh_policy(node: &Node, check: bool, rules: usize) {
     eventually(
         Duration::from_secs(20),
         &format!("{}'s SSH policy to change", node.name),

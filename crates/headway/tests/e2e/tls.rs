@@ -302,8 +302,7 @@ impl Drop for Pebble {
     }
 }
 
-/// ACME with `challenge` ("HTTP-01" or "TLS-ALPN-01"; only TLS-ALPN-01 runs
-/// here so far, see `acme_tls_alpn01_…`): the certificate is
+/// ACME with `challenge` ("HTTP-01" or "TLS-ALPN-01"): the certificate is
 /// obtained from pebble, an official client joins over it, and a restart
 /// serves the cached certificate without a new order.
 async fn acme_flow(challenge: &str) {
@@ -388,4 +387,9 @@ async fn acme_flow(challenge: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acme_tls_alpn01_certificate_from_a_real_acme_server() {
     acme_flow("TLS-ALPN-01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_http01_certificate_from_a_real_acme_server() {
+    acme_flow("HTTP-01").await;
 }

@@ -78,12 +78,31 @@ impl Control {
         }
     }
 
-    /// Public routes of the main listener: `/key` and `/ts2021`.
+    /// Public routes of the main listener: `/key`, `/ts2021`, and the URL
+    /// clients call back to answer a router health probe.
     pub fn router(self) -> Router {
         Router::new()
             .route("/key", get(key))
             .route("/ts2021", any(upgrade::ts2021))
+            .route(
+                headway_state::tailnet::PING_RESPONSE_PATH,
+                get(ping_response).head(ping_response).post(ping_response),
+            )
             .with_state(self)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PingQuery {
+    id: Option<String>,
+}
+
+/// A client answering a `PingRequest` (`HEAD <url>`). The one-time id,
+/// sent only to the probed node over its Noise map stream, is the proof.
+async fn ping_response(State(c): State<Control>, Query(q): Query<PingQuery>) -> StatusCode {
+    match q.id.filter(|id| !id.is_empty()) {
+        Some(id) if c.tailnet.answer_ping(&id) => StatusCode::OK,
+        _ => StatusCode::NOT_FOUND,
     }
 }
 

@@ -187,6 +187,17 @@ async fn run(
                 if session.is_closed() {
                     return;
                 }
+                // A health probe goes out at once, on a keep-alive (which
+                // the client reads for its ping before anything else).
+                if let Some(ping) = session.take_ping() {
+                    let msg = MapResponse {
+                        ping_request: Some(ping),
+                        ..mapper::keep_alive()
+                    };
+                    if !send_frame(&tx, framing::frame(&msg, compression)).await {
+                        return;
+                    }
+                }
                 // Let a burst of changes land, then send them as one message.
                 tokio::time::sleep_until(c.shared.batch_end(c.timing.batch_delay)).await;
                 if session.is_closed() {

@@ -9,8 +9,9 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use headway_state::error::ErrorKind;
 use headway_state::model::RegisterMethod;
-use headway_state::tailnet::OidcIdentity;
+use headway_state::tailnet::{OidcIdentity, SshApprover};
 use openidconnect::core::{CoreAuthenticationFlow, CoreGenderClaim};
 use openidconnect::{
     AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
@@ -139,6 +140,8 @@ enum LoginError {
     NotAllowed(access::Refusal),
     #[error("the registration is no longer waiting")]
     RegistrationGone,
+    #[error("the SSH check is refused: {0}")]
+    SshCheckRefused(String),
     #[error("the confirmation does not match this browser's cookie or this machine")]
     ConfirmMismatch,
     #[error("unknown, expired or already used confirmation")]
@@ -154,9 +157,12 @@ impl LoginError {
             MissingState | MissingCode | UnknownState | UnknownConfirmation | IssuerMismatch(_) => {
                 StatusCode::BAD_REQUEST
             }
-            StateMismatch | ConfirmMismatch | Provider { .. } | Token(_) | NotAllowed(_) => {
-                StatusCode::FORBIDDEN
-            }
+            StateMismatch
+            | ConfirmMismatch
+            | Provider { .. }
+            | Token(_)
+            | NotAllowed(_)
+            | SshCheckRefused(_) => StatusCode::FORBIDDEN,
             RegistrationGone => StatusCode::GONE,
             Discovery(_) => StatusCode::SERVICE_UNAVAILABLE,
             CodeExchange(_) | NoIdToken => StatusCode::BAD_GATEWAY,
@@ -220,6 +226,13 @@ impl LoginError {
                     escape(&why.to_string())
                 ),
             ),
+            SshCheckRefused(why) => (
+                "SSH connection not approved",
+                format!(
+                    "<p>{}</p><p>Nothing was approved. Sign in as the owner of the device the connection comes from, or ask an administrator to approve it.</p>",
+                    escape(why)
+                ),
+            ),
             RegistrationGone => (
                 "The machine stopped waiting",
                 "<p>The machine is no longer waiting for this login. Run <code>tailscale up</code> on it again to get a new link.</p>".to_string(),
@@ -254,7 +267,11 @@ pub(super) async fn start_login(
     Path(auth_id): Path<String>,
 ) -> Response {
     let now = oidc.tailnet.now();
-    if oidc.tailnet.pending_registration(&auth_id).is_err() {
+    // A machine logging in, or an SSH connection a `check` rule holds
+    // until the source node's owner signs in again.
+    if oidc.tailnet.pending_registration(&auth_id).is_err()
+        && oidc.tailnet.pending_ssh_check(&auth_id).is_err()
+    {
         return unknown_link();
     }
     let provider = match oidc.discovery.get(now).await {
@@ -434,6 +451,13 @@ impl Oidc {
         }
 
         access::check(&self.rules, &person).map_err(LoginError::NotAllowed)?;
+        if self.tailnet.pending_ssh_check(&login.auth_id).is_ok() {
+            let identity = person.identity(self.email_verified_required);
+            let clear = self.set_cookie(&state_cookie, "", CALLBACK_PATH, "Lax", 0);
+            return self
+                .approve_ssh_check(&login.auth_id, &identity)
+                .map(|r| with_cookies(r, &[clear]));
+        }
         let pending = self
             .tailnet
             .pending_registration(&login.auth_id)
@@ -501,6 +525,49 @@ impl Oidc {
             html(StatusCode::OK, "Log in this machine?", &body),
             &cookies,
         ))
+    }
+
+    /// An SSH check passed by signing in again: the person must be the
+    /// owner of the source node, known by the subject of an earlier login
+    /// (nobody is created here). The person started the SSH connection
+    /// themselves, so there is nothing further to confirm.
+    fn approve_ssh_check(
+        &self,
+        auth_id: &str,
+        identity: &OidcIdentity,
+    ) -> Result<Response, LoginError> {
+        let user = self
+            .tailnet
+            .oidc_user(&identity.provider_id)
+            .ok_or_else(|| {
+                LoginError::SshCheckRefused(
+                "You have no devices in this tailnet, so this connection is not yours to approve."
+                    .into(),
+            )
+            })?;
+        let check = self
+            .tailnet
+            .approve_ssh_check(auth_id, SshApprover::User(user.id))
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => LoginError::SshCheckRefused(
+                    "The SSH connection is no longer waiting: connect again.".into(),
+                ),
+                _ => LoginError::SshCheckRefused(e.to_string()),
+            })?;
+        tracing::info!(
+            auth_id,
+            user.id = user.id,
+            src = check.src_node,
+            dst = check.dst_node,
+            "oidc: SSH check passed by the source node's owner"
+        );
+        let body = format!(
+            "<p>The SSH connection from “{src}” to “{dst}” as “{local}” is approved and continues by itself.</p><p>You can close this window.</p>",
+            src = escape(&check.src_name),
+            dst = escape(&check.dst_name),
+            local = escape(&check.local_user),
+        );
+        Ok(html(StatusCode::OK, "SSH connection approved", &body))
     }
 
     async fn confirm_login(

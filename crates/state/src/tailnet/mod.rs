@@ -14,6 +14,7 @@ mod policy;
 mod preauth;
 mod register;
 mod replica;
+mod route_health;
 mod routes;
 mod ssh_check;
 mod users;
@@ -51,6 +52,7 @@ pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
 pub use replica::{ChangeFeed, ReloadStats, SoftState};
+pub use route_health::{PING_RESPONSE_PATH, Ping};
 pub use routes::{NodeRoutes, is_exit_route, parse_routes};
 pub use ssh_check::{Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest};
 pub use users::{NewUser, OIDC_PROVIDER, OidcIdentity, validate_user_name};
@@ -148,6 +150,8 @@ pub struct Tailnet {
     pending: Mutex<register::Pending>,
     /// SSH connections held by a `check` rule, and checks passed (memory only).
     ssh_checks: Mutex<ssh_check::SshChecks>,
+    /// Health marks of HA subnet routers and their probes in flight.
+    route_health: Mutex<route_health::RouteHealth>,
     /// Admin API keys (memory is the truth for checks; see `api_keys`).
     api_keys: RwLock<api_keys::ApiKeys>,
     /// OAuth clients of the v2 API and their live access tokens.
@@ -219,6 +223,7 @@ impl Tailnet {
             soft_dirty: Mutex::new(HashSet::new()),
             pending: Mutex::new(register::Pending::default()),
             ssh_checks: Mutex::new(ssh_check::SshChecks::default()),
+            route_health: Mutex::new(route_health::RouteHealth::default()),
             api_keys,
             oauth,
             cluster: replica::Cluster::default(),
@@ -422,7 +427,7 @@ impl Tailnet {
                 inner
                     .nodes
                     .values()
-                    .map(|n| policy_node(n, self.is_online(n.id)))
+                    .map(|n| policy_node(n, self.routes_online(n.id)))
                     .collect::<Vec<_>>(),
             )
         };
@@ -468,7 +473,7 @@ impl Tailnet {
             }
         }
         let before = self.access();
-        let online = self.is_online(id);
+        let online = self.routes_online(id);
         let facts = |n: Option<&Node>| n.map(|n| policy_node(n, online));
         let facts_changed = facts(old) != facts(new.as_deref());
         let after = if facts_changed {

@@ -78,7 +78,7 @@ impl Tailnet {
                 inner
                     .nodes
                     .values()
-                    .map(|n| policy_node(n, self.is_online(n.id)))
+                    .map(|n| policy_node(n, self.routes_online(n.id)))
                     .collect::<Vec<_>>(),
             )
         };
@@ -124,7 +124,7 @@ impl Tailnet {
                 inner
                     .nodes
                     .values()
-                    .map(|n| policy_node(n, self.is_online(n.id)))
+                    .map(|n| policy_node(n, self.routes_online(n.id)))
                     .collect::<Vec<_>>(),
             )
         };

@@ -114,7 +114,7 @@ impl Tailnet {
             return Vec::new();
         };
         let users: Vec<_> = self.users().iter().map(|u| policy_user(u)).collect();
-        let facts: PolicyNode = policy_node(node, self.is_online(node.id));
+        let facts: PolicyNode = policy_node(node, self.routes_online(node.id));
         node.hostinfo
             .routable_ips
             .iter()

@@ -570,7 +570,10 @@ mod tests {
     async fn held_until_approved_then_passed_for_the_check_period() {
         let k = kit(CHECK).await;
         let t = &k.tailnet;
-        let held = t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap();
+        let held = t
+            .ssh_action(SERVER_MACHINE, k.first(k.alice))
+            .await
+            .unwrap();
         let prefix = format!(
             "http://127.0.0.1:8080/machine/ssh/action/{}/to/{}?local_user=root&auth_id=",
             k.alice, k.server
@@ -608,7 +611,10 @@ mod tests {
             ..follow
         };
         assert_eq!(
-            t.ssh_action(SERVER_MACHINE, other).await.unwrap_err().kind(),
+            t.ssh_action(SERVER_MACHINE, other)
+                .await
+                .unwrap_err()
+                .kind(),
             ErrorKind::Unauthorized
         );
         match t.approve_auth_request(&id).await.unwrap() {
@@ -631,14 +637,22 @@ mod tests {
         auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.bob)).await.unwrap());
         // After it: held again.
         k.clock.advance(chrono::Duration::minutes(2));
-        auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+        auth_id(
+            &t.ssh_action(SERVER_MACHINE, k.first(k.alice))
+                .await
+                .unwrap(),
+        );
     }
 
     #[tokio::test]
     async fn only_the_source_owner_approves_as_a_person_and_rejections_reach_the_client() {
         let k = kit(CHECK).await;
         let t = &k.tailnet;
-        let id = auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+        let id = auth_id(
+            &t.ssh_action(SERVER_MACHINE, k.first(k.alice))
+                .await
+                .unwrap(),
+        );
         let bob = t.resolve_user("bob").unwrap().id;
         let alice = t.resolve_user("alice").unwrap().id;
         let err = t
@@ -661,7 +675,11 @@ mod tests {
     async fn without_a_check_rule_the_connection_is_refused_and_stale_checks_expire() {
         let k = kit(CHECK).await;
         let t = &k.tailnet;
-        let id = auth_id(&t.ssh_action(SERVER_MACHINE, k.first(k.alice)).await.unwrap());
+        let id = auth_id(
+            &t.ssh_action(SERVER_MACHINE, k.first(k.alice))
+                .await
+                .unwrap(),
+        );
         k.clock.advance(chrono::Duration::minutes(16));
         assert_eq!(t.expire_ssh_checks(), 1);
         assert!(t.pending_ssh_check(&id).is_err());

@@ -858,6 +858,89 @@ async fn routes_are_pending_until_approved_then_reach_peers_and_fail_over() {
 }
 
 #[tokio::test]
+async fn routers_that_fail_probes_lose_their_routes_but_never_the_last_router() {
+    let k = kit().await;
+    let (_, key) = user_and_key(&k, true).await;
+    for i in 1..=4u8 {
+        k.tailnet
+            .register(mk(i), &req(nk(i), &key, &format!("n{i}")))
+            .await
+            .unwrap();
+    }
+    let id = |i: u8| k.tailnet.node_by_key(&nk(i)).unwrap().id;
+    let (r1, r2, lone, client) = (id(1), id(2), id(3), id(4));
+    let mut sessions = Vec::new();
+    for n in [r1, r2, lone, client] {
+        sessions.push(k.tailnet.open_session(n).await);
+    }
+    for (i, route) in [(1u8, "10.1.0.0/24"), (2, "10.1.0.0/24"), (3, "10.2.0.0/24")] {
+        k.tailnet
+            .apply_map_request(mk(i), &announce(nk(i), &[route]))
+            .await
+            .unwrap();
+        k.tailnet
+            .approve_routes(id(i), &[route.into()])
+            .await
+            .unwrap();
+    }
+    let primary = |n| k.tailnet.node_routes(n).unwrap().primary.len() == 1;
+    assert!(primary(r1) && !primary(r2) && primary(lone));
+
+    // Only routers sharing a route are probed; a probe goes out on the
+    // router's map stream and its answer is taken once.
+    assert_eq!(k.tailnet.ha_routers().await, vec![r1, r2]);
+    let ping = k.tailnet.ping_node(r1).unwrap();
+    let sent = sessions[0]
+        .take_ping()
+        .expect("the probe is on r1's session");
+    let ping_id = sent.url.rsplit("id=").next().unwrap().to_string();
+    assert!(
+        sent.url
+            .starts_with("http://127.0.0.1:8080/machine/ping-response?id=")
+    );
+    assert_eq!(ping_id, ping.id);
+    assert!(!k.tailnet.answer_ping("not-a-ping"));
+    assert!(k.tailnet.answer_ping(&ping_id));
+    assert!(!k.tailnet.answer_ping(&ping_id), "answered once");
+    ping.answered.await.unwrap();
+
+    // r1 fails its probe: the route moves to r2 and the client hears of it.
+    let sc = &sessions[3];
+    sc.take();
+    let changed = k
+        .tailnet
+        .set_router_health(&[(r1, false), (r2, true)])
+        .await;
+    assert_eq!(changed, vec![r1]);
+    assert!(!primary(r1) && primary(r2));
+    let p = sc.take();
+    assert!(
+        p.peers_changed.contains(&r1) && p.peers_changed.contains(&r2),
+        "{p:?}"
+    );
+    assert!(
+        k.tailnet.is_online(r1),
+        "a failed probe is not a disconnection"
+    );
+
+    // r2 fails too: it is the route's last healthy router, so it keeps it.
+    assert!(k.tailnet.set_router_health(&[(r2, false)]).await.is_empty());
+    assert!(primary(r2));
+    // r1 answers again: healthy, and the route stays with r2 (no flapping).
+    assert_eq!(k.tailnet.set_router_health(&[(r1, true)]).await, vec![r1]);
+    assert!(!primary(r1) && primary(r2));
+    assert!(k.tailnet.unhealthy_routers().is_empty());
+
+    // A marked router that stops sharing its route loses its mark.
+    k.tailnet.set_router_health(&[(r1, false)]).await;
+    assert_eq!(k.tailnet.unhealthy_routers(), vec![r1]);
+    k.tailnet.approve_routes(r2, &[]).await.unwrap();
+    assert!(k.tailnet.ha_routers().await.is_empty());
+    assert!(k.tailnet.unhealthy_routers().is_empty());
+    assert!(primary(r1), "the only router serves its route again");
+}
+
+#[tokio::test]
 async fn auto_approvers_approve_announced_routes_and_exit_nodes() {
     let k = kit().await;
     let (_, key) = user_and_key(&k, true).await;

@@ -41,6 +41,7 @@ impl PgDb {
             },
             password: u.password().map(String::from),
             ssl_mode: "disable".into(),
+            ssl_root_cert: None,
             max_connections: 4,
         };
         Some((PgDb { name }, opts))
