@@ -26,6 +26,9 @@ const LEADER_RETRY: Duration = Duration::from_secs(2);
 /// Notices arriving this close together cause one reload.
 const COALESCE: Duration = Duration::from_millis(20);
 const SOFT_QUEUE: usize = 8192;
+/// Probe answers waiting to be passed on; beyond this they are dropped (the
+/// probe then times out and is retried next round).
+const PING_QUEUE: usize = 256;
 
 /// Whether this process may run the singleton jobs now. Without a cluster
 /// (SQLite) it always may.
@@ -49,17 +52,24 @@ pub(crate) fn new_replica_id() -> String {
     }
 }
 
-/// The tailnet's soft-state hook: queues, never blocks.
+/// The tailnet's hook to the other replicas: queues, never blocks.
 #[derive(Debug)]
 struct Feed {
     tx: mpsc::Sender<SoftState>,
     overflow: Arc<AtomicBool>,
+    pings: mpsc::Sender<String>,
 }
 
 impl ChangeFeed for Feed {
     fn soft_changed(&self, state: SoftState) {
         if self.tx.try_send(state).is_err() {
             self.overflow.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn ping_answered(&self, id: &str) {
+        if self.pings.try_send(id.to_string()).is_err() {
+            tracing::debug!("too many probe answers to pass on; dropping one");
         }
     }
 }
@@ -82,11 +92,18 @@ pub(crate) fn spawn(
         "running as one of several replicas (PostgreSQL change channel)"
     );
     let (soft_tx, soft_rx) = mpsc::channel(SOFT_QUEUE);
+    let (ping_tx, ping_rx) = mpsc::channel(PING_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     tailnet.set_change_feed(Arc::new(Feed {
         tx: soft_tx,
         overflow: overflow.clone(),
+        pings: ping_tx,
     }));
+    tasks.spawn(pass_ping_answers(
+        cluster.clone(),
+        ping_rx,
+        shutdown.clone(),
+    ));
     tasks.spawn(publish(
         tailnet.clone(),
         cluster.clone(),
@@ -172,6 +189,28 @@ async fn publish(
         .await;
     let _ = cluster.remove_replica(cluster.replica_id()).await;
     Ok(())
+}
+
+/// Passes on probe answers that reached this replica for another one's
+/// probe (the load balancer chose where the client's callback went).
+async fn pass_ping_answers(
+    cluster: PgCluster,
+    mut rx: mpsc::Receiver<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let id = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            id = rx.recv() => match id { Some(id) => id, None => return Ok(()) },
+        };
+        let notice = ChangeNotice::PingAnswer {
+            origin: cluster.replica_id().to_string(),
+            id,
+        };
+        if let Err(e) = cluster.notify(&notice).await {
+            tracing::warn!("passing a probe answer to the other replicas failed: {e}");
+        }
+    }
 }
 
 /// Owns the listening connection (never cancelled mid-read) and hands
@@ -265,6 +304,9 @@ async fn follow(
                     for s in tailnet.local_soft_states() {
                         send_soft(&cluster, s).await;
                     }
+                }
+                Heard::Notice(ChangeNotice::PingAnswer { id, .. }) => {
+                    tailnet.answer_forwarded_ping(&id);
                 }
                 Heard::Notice(ChangeNotice::Goodbye { origin }) => {
                     let n = tailnet.forget_replica(&origin).await;

@@ -68,6 +68,9 @@ pub enum ChangeNotice {
     Hello { origin: String },
     /// `origin` is shutting down: its nodes are offline now.
     Goodbye { origin: String },
+    /// A client answered, at `origin`, a router health probe another
+    /// replica sent.
+    PingAnswer { origin: String, id: String },
 }
 
 impl ChangeNotice {
@@ -76,7 +79,8 @@ impl ChangeNotice {
             ChangeNotice::Rows { origin, .. }
             | ChangeNotice::Soft { origin, .. }
             | ChangeNotice::Hello { origin }
-            | ChangeNotice::Goodbye { origin } => origin,
+            | ChangeNotice::Goodbye { origin }
+            | ChangeNotice::PingAnswer { origin, .. } => origin,
         }
     }
 

@@ -36,6 +36,9 @@ use crate::settings::PolicySource;
 /// Called on the request path: implementations queue and return at once.
 pub trait ChangeFeed: Send + Sync + std::fmt::Debug {
     fn soft_changed(&self, state: SoftState);
+    /// A client answered a router health probe that another replica sent
+    /// (its id is not waiting here): pass it on.
+    fn ping_answered(&self, _id: &str) {}
 }
 
 /// The soft state of one node, as the replica holding its session knows it.
@@ -152,6 +155,18 @@ impl Tailnet {
         };
         if let Some(node) = self.node(id) {
             feed.soft_changed(SoftState::of(&node, self.sessions.is_online(id)));
+        }
+    }
+
+    /// Passes a probe answer on to the other replicas; false without any
+    /// (one server: the id is simply unknown).
+    pub(super) fn forward_ping_answer(&self, id: &str) -> bool {
+        match self.cluster.feed.read().clone() {
+            Some(feed) => {
+                feed.ping_answered(id);
+                true
+            }
+            None => false,
         }
     }
 
@@ -680,6 +695,57 @@ mod tests {
         assert_eq!(c.forget_replica("b").await, 1);
         assert!(!c.is_online(moving));
         assert_eq!(on_c.take().patches[&moving].online, Some(false));
+    }
+
+    #[derive(Debug, Default)]
+    struct Answers(Mutex<Vec<String>>);
+    impl ChangeFeed for Answers {
+        fn soft_changed(&self, _: SoftState) {}
+        fn ping_answered(&self, id: &str) {
+            self.0.lock().push(id.to_string());
+        }
+    }
+
+    /// A router's answer to a health probe reaches whichever replica the
+    /// load balancer picks; the one that sent the probe must still get it.
+    #[tokio::test]
+    async fn a_probe_answer_reaching_another_replica_is_passed_on() {
+        let store = MemStore::default();
+        let (a, b) = (replica(&store).await, replica(&store).await);
+        let user = a
+            .create_user(NewUser {
+                name: "dave".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, key) = a
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        a.register(MachinePublic([6; 32]), &req(6, &key))
+            .await
+            .unwrap();
+        let router = a.nodes()[0].id;
+        let _session = a.open_session(router).await;
+        let ping = a.ping_node(router).unwrap();
+
+        // One server: an id not waiting is unknown.
+        assert!(!b.answer_ping(&ping.id));
+        // Several: B passes it on, A completes the probe.
+        let feed = Arc::new(Answers::default());
+        b.set_change_feed(feed.clone());
+        assert!(b.answer_ping(&ping.id));
+        let forwarded = feed.0.lock().pop().unwrap();
+        assert_eq!(forwarded, ping.id);
+        assert!(!b.answer_forwarded_ping(&forwarded), "not B's probe");
+        assert!(a.answer_forwarded_ping(&forwarded));
+        ping.answered.await.unwrap();
+        // Once only.
+        assert!(!a.answer_forwarded_ping(&forwarded));
     }
 
     #[tokio::test]
