@@ -349,6 +349,33 @@ fn derp(r: &mut Reader) -> Option<DerpConfig> {
     let tls_listen_addr = r.get("derp.server.tls_listen_addr", values::socket_addr);
     let tls_cert_path = r.state_path("derp.server.tls_cert_path");
     let tls_key_path = r.state_path("derp.server.tls_key_path");
+    let mesh_with = r.get("derp.server.mesh_with", |v| values::list(v, mesh_url));
+    let mesh_key = r.secret(
+        "derp.server.mesh_key",
+        "derp.server.mesh_key_path",
+        enabled.unwrap_or(false),
+    );
+    let mesh_key = match (mesh_key, mesh_with.as_ref()) {
+        (Some(Some(k)), _) if !is_mesh_key(k.expose()) => {
+            // The length only: the value is a secret.
+            r.fail(
+                "derp.server.mesh_key",
+                format!(
+                    "must be 64 hex digits (32 bytes), got {} characters; generate one with `openssl rand -hex 32`",
+                    k.expose().trim().len()
+                ),
+            );
+            None
+        }
+        (Some(None), Some(peers)) if !peers.is_empty() && enabled == Some(true) => {
+            r.fail(
+                "derp.server.mesh_with",
+                "needs derp.server.mesh_key (or mesh_key_path): the replicas' relays only trust peers with the shared key",
+            );
+            None
+        }
+        (k, _) => k,
+    };
     let urls = r.get("derp.urls", |v| values::list(v, values::http_url));
     let origin = r.origin("derp.paths");
     let paths = r.get("derp.paths", |v| values::list(v, values::required_text));
@@ -374,6 +401,8 @@ fn derp(r: &mut Reader) -> Option<DerpConfig> {
             tls_listen_addr: tls_listen_addr?,
             tls_cert_path: tls_cert_path?,
             tls_key_path: tls_key_path?,
+            mesh_key: mesh_key?,
+            mesh_with: mesh_with?,
         },
         urls: urls?,
         paths,
@@ -489,6 +518,23 @@ fn sqlite(r: &mut Reader) -> Option<SqliteConfig> {
         write_ahead_log: write_ahead_log?,
         wal_autocheckpoint: wal_autocheckpoint?,
     })
+}
+
+/// A replica's relay: DERP is only spoken over TLS.
+fn mesh_url(value: &Value) -> Parsed<url::Url> {
+    let url = values::http_url(value)?;
+    if url.scheme() != "https" {
+        return Err(Bad::new(format!(
+            "{url} must start with https:// (relays speak DERP over TLS only), e.g. https://hw1.example.com:3340"
+        )));
+    }
+    Ok(url)
+}
+
+/// A DERP mesh key is 32 bytes in hex, as derper reads it.
+fn is_mesh_key(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn postgres(r: &mut Reader, selected: bool) -> Option<PostgresConfig> {

@@ -122,6 +122,13 @@ pub struct DerpServerConfig {
     /// Headway extension: that certificate, generated when missing.
     pub tls_cert_path: PathBuf,
     pub tls_key_path: PathBuf,
+    /// Headway extension for several replicas: the key (64 hex digits, like
+    /// derper's `--mesh-psk-file`) that makes the replicas' relays trust
+    /// each other as one region.
+    pub mesh_key: Option<Secret>,
+    /// The DERP URLs of every replica's relay (`https://host:port`); this
+    /// server's own entry is recognised and skipped.
+    pub mesh_with: Vec<url::Url>,
 }
 
 /// How clients find the embedded DERP node's address (tailcfg `DERPNode`

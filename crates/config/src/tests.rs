@@ -76,6 +76,8 @@ fn defaults(data: &Path) -> Config {
                 tls_listen_addr: "127.0.0.1:3340".parse().unwrap(),
                 tls_cert_path: data.join("derp_tls_cert.pem"),
                 tls_key_path: data.join("derp_tls_key.pem"),
+                mesh_key: None,
+                mesh_with: vec![],
             },
             urls: vec![],
             paths: vec![],
@@ -1005,4 +1007,60 @@ fn console_admins_are_addresses_and_groups_and_need_oidc() {
             "console.admins and console.admin_groups do nothing without oidc.issuer: the console signs in with API keys only"
         ]
     );
+}
+
+#[test]
+fn derp_mesh_key_and_peers_are_validated() {
+    let key = "0123456789abcdef".repeat(4);
+    let c = config(&format!(
+        "derp:\n  server:\n    mesh_key: \"{key}\"\n    mesh_with:\n      - https://10.0.0.1:3340\n      - https://hw2.example.com:3340\n"
+    ));
+    assert_eq!(c.derp.server.mesh_key.as_ref().unwrap().expose(), key);
+    assert_eq!(
+        c.derp
+            .server
+            .mesh_with
+            .iter()
+            .map(url::Url::as_str)
+            .collect::<Vec<_>>(),
+        ["https://10.0.0.1:3340/", "https://hw2.example.com:3340/"]
+    );
+
+    // From a file (derper's --mesh-psk-file layout: hex and a newline).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mesh.key");
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    let c = config(&format!(
+        "derp:\n  server:\n    mesh_key_path: {}\n",
+        file.display()
+    ));
+    assert_eq!(c.derp.server.mesh_key.unwrap().expose(), key);
+
+    // Too short: named, with the length but not the value.
+    let err = error("derp:\n  server:\n    mesh_key: \"c0ffee\"\n");
+    assert!(err.contains("derp.server.mesh_key"), "{err}");
+    assert!(err.contains("64 hex digits"), "{err}");
+    assert!(!err.contains("c0ffee"), "the key leaked into: {err}");
+    // Not hex.
+    let err = error(&format!(
+        "derp:\n  server:\n    mesh_key: \"{}\"\n",
+        "zz".repeat(32)
+    ));
+    assert!(err.contains("derp.server.mesh_key"), "{err}");
+    // Peers without a key.
+    let err = error("derp:\n  server:\n    mesh_with: [\"https://10.0.0.2:3340\"]\n");
+    assert!(err.contains("derp.server.mesh_with"), "{err}");
+    assert!(err.contains("mesh_key"), "{err}");
+    // DERP is TLS only.
+    let err = error(&format!(
+        "derp:\n  server:\n    mesh_key: \"{key}\"\n    mesh_with: [\"http://10.0.0.2:3340\"]\n"
+    ));
+    assert!(err.contains("derp.server.mesh_with"), "{err}");
+    assert!(err.contains("https://"), "{err}");
+    // Inline and file in the same layer.
+    let err = error(&format!(
+        "derp:\n  server:\n    mesh_key: \"{key}\"\n    mesh_key_path: {}\n",
+        file.display()
+    ));
+    assert!(err.contains("mutually exclusive"), "{err}");
 }

@@ -54,8 +54,18 @@ impl PacketForwarder for LinkForwarder {
     }
 }
 
+/// How a link's connection ended.
+enum LinkEnd {
+    /// Broken; `connected` says whether it got as far as logging in.
+    Down { connected: bool, error: ClientError },
+    /// The peer has this server's own key: there is nothing to mesh with.
+    SameKey,
+}
+
 /// Keeps `server` meshed with `peer` until `shutdown` resolves, reconnecting
-/// with backoff when the link breaks.
+/// with backoff when the link breaks. Returns early when the peer turns out
+/// to have this server's own key (it is this server, or a relay sharing its
+/// private key, which cannot mesh: each side ignores a peer with its key).
 pub async fn run_mesh_link(
     server: Arc<DerpServer>,
     peer: MeshPeer,
@@ -70,11 +80,20 @@ pub async fn run_mesh_link(
             result = link_once(&server, &peer, &mesh_key) => {
                 match result {
                     Ok(()) => backoff = Duration::from_millis(100),
-                    Err((connected, e)) => {
+                    Err(LinkEnd::SameKey) => {
+                        tracing::error!(
+                            peer = %peer.url,
+                            "the DERP relay at this mesh address has this relay's own key: either it is this \
+                             relay (leave it out of the mesh list) or it shares this relay's DERP private key \
+                             (give every relay its own); not meshing with it"
+                        );
+                        return;
+                    }
+                    Err(LinkEnd::Down { connected, error }) => {
                         if connected {
                             backoff = Duration::from_millis(100);
                         }
-                        tracing::warn!(peer = %peer.url, error = %e, "DERP mesh link down");
+                        tracing::warn!(peer = %peer.url, %error, "DERP mesh link down");
                     }
                 }
             }
@@ -87,23 +106,28 @@ pub async fn run_mesh_link(
     }
 }
 
-/// One connection's life; the flag says whether it got as far as logging in.
+/// One connection's life.
 async fn link_once(
     server: &DerpServer,
     peer: &MeshPeer,
     mesh_key: &MeshKey,
-) -> Result<(), (bool, ClientError)> {
+) -> Result<(), LinkEnd> {
     let options = ClientOptions {
         mesh_key: Some(mesh_key.clone()),
         ..ClientOptions::default()
     };
+    let down = |connected| move |error| LinkEnd::Down { connected, error };
     let mut client =
         DerpClient::connect(&peer.url, server.private_key(), peer.tls.clone(), &options)
             .await
-            .map_err(|e| (false, e))?;
+            .map_err(down(false))?;
+    if client.server_key() == server.public_key() {
+        let _ = client.sender().shutdown().await;
+        return Err(LinkEnd::SameKey);
+    }
     tracing::info!(peer = %peer.url, "DERP mesh link up");
     let sender = client.sender();
-    sender.watch_connections().await.map_err(|e| (true, e))?;
+    sender.watch_connections().await.map_err(down(true))?;
 
     let (tx, mut rx) = mpsc::channel(LINK_QUEUE);
     let fwd: Arc<dyn PacketForwarder> = Arc::new(LinkForwarder { tx });
@@ -138,5 +162,5 @@ async fn link_once(
     for key in &present {
         server.remove_packet_forwarder(key, &fwd);
     }
-    result.map_err(|e| (true, e))
+    result.map_err(down(true))
 }

@@ -648,6 +648,31 @@ async fn meshed_relays_carry_packets_between_their_clients() {
     drop(stop);
 }
 
+/// Relays sharing one private key cannot mesh (each ignores a watcher with
+/// its own key), and a relay listed as its own peer has nothing to mesh
+/// with: the link says so and ends instead of retrying for ever.
+#[tokio::test]
+async fn a_mesh_link_to_a_relay_with_the_same_key_ends() {
+    let mesh_key: MeshKey = "18".repeat(32).parse().unwrap();
+    let config = DerpConfig {
+        mesh_key: Some(mesh_key.clone()),
+        ..DerpConfig::default()
+    };
+    let key = PrivateKey::generate();
+    let r1 = Relay::start_with(DerpServer::new(key.clone(), config.clone())).await;
+    let r2 = Relay::start_with(DerpServer::new(key, config)).await;
+    let peer = MeshPeer {
+        url: r2.url.clone(),
+        tls: Some(r2.pin.clone()),
+    };
+    tokio::time::timeout(
+        WAIT,
+        run_mesh_link(r1.server.clone(), peer, mesh_key, std::future::pending()),
+    )
+    .await
+    .expect("the link should give up on a peer with its own key");
+}
+
 #[derive(Default)]
 struct Collect(Mutex<Vec<(NodePublic, NodePublic, Bytes)>>);
 

@@ -14,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 /// How often old entries are looked for (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a replica that may not prune yet asks again (several replicas:
+/// the singleton lock is taken a moment after start).
+const PRUNE_RETRY: Duration = Duration::from_secs(30);
 
 pub(crate) fn start(
     config: &AuditConfig,
     tailnet: &Arc<Tailnet>,
+    singleton: crate::replicas::Singleton,
     tasks: &mut JoinSet<anyhow::Result<()>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -41,15 +45,25 @@ pub(crate) fn start(
     if let Some(retention) = config.retention {
         let t = tailnet.clone();
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(PRUNE_EVERY);
+            let mut wait = Duration::ZERO;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = tick.tick() => match t.prune_audit(retention).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(deleted = n, "audit log entries older than audit.retention deleted"),
-                        Err(e) => tracing::warn!("pruning the audit log failed (will retry): {e}"),
-                    },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                // With several replicas, only the singleton lock holder prunes.
+                if !singleton.may_run() {
+                    wait = PRUNE_RETRY;
+                    continue;
+                }
+                wait = PRUNE_EVERY;
+                match t.prune_audit(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        deleted = n,
+                        "audit log entries older than audit.retention deleted"
+                    ),
+                    Err(e) => tracing::warn!("pruning the audit log failed (will retry): {e}"),
                 }
             }
         });

@@ -57,8 +57,10 @@ pub(crate) fn add_peers(config: &Config, region: &mut DerpRegion) -> anyhow::Res
             .trim_matches(['[', ']'])
             .to_string();
         let port = url.port_or_known_default().unwrap_or(443);
-        let own_host = own.host_name.trim_matches(['[', ']']);
-        if host == own_host && i32::from(port) == own.derp_port {
+        // This replica's own entry: its host name, or the address clients
+        // are told to dial (derp.server.ipv4/ipv6), and its port.
+        let own_names = [own.host_name.trim_matches(['[', ']']), &own.ipv4, &own.ipv6];
+        if own_names.contains(&host.as_str()) && i32::from(port) == own.derp_port {
             continue;
         }
         let mut node = own.clone();
@@ -132,5 +134,91 @@ pub(crate) fn spawn_links(
             headway_derp::run_mesh_link(server, peer, key, sd.cancelled_owned()).await;
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use headway_config::{Env, Overrides};
+    use headway_derp::EmbeddedRegion;
+
+    use super::*;
+
+    fn config(mesh_with: &str) -> Config {
+        let env: Env = [("HEADWAY_DATA_DIR", "/nonexistent/headway")]
+            .into_iter()
+            .collect();
+        let overrides = Overrides::new()
+            .with("derp.server.mesh_key", "ab".repeat(32))
+            .with("derp.server.mesh_with", mesh_with);
+        headway_config::load(None, &env, &overrides).unwrap().config
+    }
+
+    fn own_region(host: &str, ipv4: Option<std::net::Ipv4Addr>) -> DerpRegion {
+        EmbeddedRegion {
+            region_id: 999,
+            region_code: "headway".into(),
+            region_name: "Headway".into(),
+            host_name: host.into(),
+            ipv4,
+            ipv6: None,
+            derp_port: 3340,
+            stun_port: Some(3478),
+            cert_name: None,
+            insecure_for_tests: false,
+        }
+        .to_region()
+    }
+
+    fn hosts(region: &DerpRegion) -> Vec<(String, i32)> {
+        region
+            .nodes
+            .iter()
+            .map(|n| (n.host_name.clone(), n.derp_port))
+            .collect()
+    }
+
+    #[test]
+    fn every_other_replica_becomes_a_node_and_a_link_and_this_one_is_skipped() {
+        let c =
+            config("[https://127.0.0.1:3340, https://127.0.0.2:3340, https://hw3.example.com:443]");
+        let mut region = own_region("127.0.0.1", None);
+        let peers = add_peers(&c, &mut region).unwrap();
+        assert_eq!(
+            hosts(&region),
+            [
+                ("127.0.0.1".to_string(), 3340),
+                ("127.0.0.2".to_string(), 3340),
+                ("hw3.example.com".to_string(), 443),
+            ]
+        );
+        // The others' STUN ports are unknown: this replica's serves.
+        assert_eq!(region.nodes[1].stun_port, -1);
+        assert_eq!(region.nodes[1].ipv4, "127.0.0.2");
+        assert_eq!(region.nodes[1].ipv6, "none");
+        let urls: Vec<&str> = peers.iter().map(|p| p.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://127.0.0.2:3340/derp",
+                "https://hw3.example.com:443/derp"
+            ]
+        );
+        // Node names stay unique within the region.
+        let mut names: Vec<&str> = region.nodes.iter().map(|n| n.name.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), 3);
+    }
+
+    /// Behind a load balancer `server_url` names the balancer; the replica
+    /// is told apart by the address clients dial for its relay.
+    #[test]
+    fn a_replica_recognises_itself_by_its_derp_address() {
+        let c = config("[https://10.0.0.1:3340, https://10.0.0.2:3340]");
+        let mut region = own_region("headway.example.com", Some([10, 0, 0, 1].into()));
+        let peers = add_peers(&c, &mut region).unwrap();
+        assert_eq!(region.nodes.len(), 2);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].url, "https://10.0.0.2:3340/derp");
     }
 }

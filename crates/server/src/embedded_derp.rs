@@ -26,6 +26,8 @@ pub(crate) struct EmbeddedDerp {
     pub stun_addr: Option<SocketAddr>,
     tls: Option<(TcpListener, SelfSignedCert)>,
     stun: Option<UdpSocket>,
+    /// The other replicas' relays (`derp.server.mesh_with`).
+    mesh: Vec<headway_derp::MeshPeer>,
 }
 
 impl EmbeddedDerp {
@@ -119,8 +121,10 @@ impl EmbeddedDerp {
                 n.ipv6 = "none".into();
             }
         }
+        let mesh = crate::derp_mesh::add_peers(config, &mut region)?;
         Ok(Self {
             key,
+            mesh,
             region,
             tls_addr,
             stun_addr,
@@ -138,7 +142,14 @@ impl EmbeddedDerp {
         tasks: &mut JoinSet<anyhow::Result<()>>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Router>> {
-        let mut server = DerpServer::new(self.key, headway_derp::server::DerpConfig::default());
+        let mesh_key = crate::derp_mesh::mesh_key(config)?;
+        let mut server = DerpServer::new(
+            self.key,
+            headway_derp::server::DerpConfig {
+                mesh_key: mesh_key.clone(),
+                ..Default::default()
+            },
+        );
         if config.derp.server.verify_clients {
             // Relay only for nodes of this tailnet.
             let weak = Arc::downgrade(tailnet);
@@ -147,6 +158,7 @@ impl EmbeddedDerp {
             });
         }
         let server = Arc::new(server);
+        crate::derp_mesh::spawn_links(&server, self.mesh, mesh_key, tasks, shutdown);
         crate::observability::register_derp(tailnet, &server);
         let router = headway_derp::router(server);
         if let Some(sock) = self.stun {

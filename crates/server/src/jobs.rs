@@ -1,5 +1,6 @@
-//! Background work: removing inactive ephemeral nodes and saving soft node
-//! state (endpoints, host info, last seen) in batches.
+//! Background work: removing inactive ephemeral nodes (on one replica at a
+//! time) and saving soft node state (endpoints, host info, last seen) in
+//! batches (every replica, for the nodes connected to it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ const SOFT_STATE_FLUSH: Duration = Duration::from_secs(10);
 pub(crate) fn spawn(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     tailnet: Arc<Tailnet>,
+    singleton: crate::replicas::Singleton,
     shutdown: CancellationToken,
 ) {
     let t = tailnet.clone();
@@ -24,7 +26,10 @@ pub(crate) fn spawn(
             tokio::select! {
                 _ = sd.cancelled() => return Ok(()),
                 _ = tick.tick() => {
-                    if let Err(e) = t.collect_ephemeral().await {
+                    // With several replicas, only the lock holder deletes.
+                    if singleton.may_run()
+                        && let Err(e) = t.collect_ephemeral().await
+                    {
                         tracing::warn!("ephemeral node clean-up failed (will retry): {e}");
                     }
                     let expired = t.expire_pending_registrations();

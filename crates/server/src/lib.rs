@@ -8,6 +8,7 @@ mod acme;
 mod audit_log;
 mod console;
 pub mod control;
+mod derp_mesh;
 mod derpmap;
 mod embedded_derp;
 mod jobs;
@@ -16,6 +17,7 @@ pub mod listener;
 mod observability;
 mod oidc;
 mod register_page;
+mod replicas;
 mod settings;
 pub mod tls;
 mod watched_files;
@@ -89,10 +91,6 @@ pub struct Server {
     shutdown: CancellationToken,
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(open_sql_store(config).await?))
-}
-
 /// Opens (and migrates) the database the configuration names; also used
 /// by the CLI's offline commands (import, backup).
 pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
@@ -131,7 +129,10 @@ impl Server {
         timing: Timing,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let store = open_store(&config).await?;
+        let mut sql = open_sql_store(&config).await?;
+        // On PostgreSQL every server is a replica (one or several).
+        let cluster = sql.join_cluster(replicas::new_replica_id());
+        let store: Arc<dyn Store> = Arc::new(sql);
         tracing::info!(database = %store.describe(), "database ready");
         let noise_key = keys::load_or_create(&config.noise.private_key_path, "Noise private key")?;
 
@@ -337,9 +338,20 @@ impl Server {
             ),
             None => None,
         };
-        audit_log::start(&config.audit, &tailnet, &mut tasks, shutdown.clone())?;
-        jobs::spawn(&mut tasks, tailnet.clone(), shutdown.clone());
+        let singleton = match cluster {
+            Some(c) => replicas::spawn(&mut tasks, tailnet.clone(), c, shutdown.clone()),
+            None => replicas::Singleton::default(),
+        };
+        audit_log::start(
+            &config.audit,
+            &tailnet,
+            singleton.clone(),
+            &mut tasks,
+            shutdown.clone(),
+        )?;
+        jobs::spawn(&mut tasks, tailnet.clone(), singleton, shutdown.clone());
         if let Some(interval) = config.node.routes.ha.probe_interval {
+            // Each replica probes the routers connected to it.
             jobs::spawn_route_probes(
                 &mut tasks,
                 tailnet.clone(),

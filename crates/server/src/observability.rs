@@ -173,7 +173,7 @@ struct DerpCollector(Arc<DerpServer>);
 impl Collector for DerpCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.0.stats();
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "derp_connections",
                 "DERP connections accepted (including failed handshakes)",
@@ -205,6 +205,16 @@ impl Collector for DerpCollector {
                 s.packets_dropped_unknown_dest
                     + s.packets_dropped_queue_full
                     + s.packets_dropped_gone,
+            ),
+            (
+                "derp_mesh_forwarded_out_packets",
+                "Packets handed to another replica's relay for a client connected there",
+                s.packets_forwarded_out,
+            ),
+            (
+                "derp_mesh_forwarded_in_packets",
+                "Packets another replica's relay handed over for a client connected here",
+                s.packets_forwarded_in,
             ),
         ];
         for (name, help, value) in counters {

@@ -7,13 +7,13 @@
 //! (`Tailnet::reload_from_store`, `apply_remote_soft`, `forget_replica`);
 //! the SQL is `headway-store`'s (`PgCluster`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use headway_state::Tailnet;
-use headway_state::tailnet::{ChangeFeed, SoftState};
+use headway_state::tailnet::{ChangeFeed, SoftState, peer_visible_hostinfo};
 use headway_store::{ChangeNotice, PgCluster};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -26,6 +26,9 @@ const LEADER_RETRY: Duration = Duration::from_secs(2);
 /// Notices arriving this close together cause one reload.
 const COALESCE: Duration = Duration::from_millis(20);
 const SOFT_QUEUE: usize = 8192;
+/// Probe answers waiting to be passed on; beyond this they are dropped (the
+/// probe then times out and is retried next round).
+const PING_QUEUE: usize = 256;
 
 /// Whether this process may run the singleton jobs now. Without a cluster
 /// (SQLite) it always may.
@@ -49,17 +52,24 @@ pub(crate) fn new_replica_id() -> String {
     }
 }
 
-/// The tailnet's soft-state hook: queues, never blocks.
+/// The tailnet's hook to the other replicas: queues, never blocks.
 #[derive(Debug)]
 struct Feed {
     tx: mpsc::Sender<SoftState>,
     overflow: Arc<AtomicBool>,
+    pings: mpsc::Sender<String>,
 }
 
 impl ChangeFeed for Feed {
     fn soft_changed(&self, state: SoftState) {
         if self.tx.try_send(state).is_err() {
             self.overflow.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn ping_answered(&self, id: &str) {
+        if self.pings.try_send(id.to_string()).is_err() {
+            tracing::debug!("too many probe answers to pass on; dropping one");
         }
     }
 }
@@ -82,11 +92,18 @@ pub(crate) fn spawn(
         "running as one of several replicas (PostgreSQL change channel)"
     );
     let (soft_tx, soft_rx) = mpsc::channel(SOFT_QUEUE);
+    let (ping_tx, ping_rx) = mpsc::channel(PING_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     tailnet.set_change_feed(Arc::new(Feed {
         tx: soft_tx,
         overflow: overflow.clone(),
+        pings: ping_tx,
     }));
+    tasks.spawn(pass_ping_answers(
+        cluster.clone(),
+        ping_rx,
+        shutdown.clone(),
+    ));
     tasks.spawn(publish(
         tailnet.clone(),
         cluster.clone(),
@@ -108,18 +125,31 @@ pub(crate) fn spawn(
     Singleton(Some(leader))
 }
 
+/// Makes a soft-state notice fit in a NOTIFY. A large host info (long
+/// service lists, NetInfo) is cut to what peers see, which carries the
+/// announced routes; if even that is too big, it stays out and reaches the
+/// others only when they reload everything.
+fn fit_soft(notice: &mut ChangeNotice) {
+    if notice.payload().is_some() {
+        return;
+    }
+    if let ChangeNotice::Soft { state, .. } = notice {
+        state.hostinfo = state.hostinfo.as_ref().map(peer_visible_hostinfo);
+    }
+    if notice.payload().is_some() {
+        return;
+    }
+    if let ChangeNotice::Soft { state, .. } = notice {
+        state.hostinfo = None;
+    }
+}
+
 async fn send_soft(cluster: &PgCluster, state: SoftState) {
     let mut notice = ChangeNotice::Soft {
         origin: cluster.replica_id().to_string(),
-        state,
+        state: Box::new(state),
     };
-    if notice.payload().is_none() {
-        // Too big for NOTIFY (large host info): the rest still travels;
-        // host info reaches the others with the next full reload.
-        if let ChangeNotice::Soft { state, .. } = &mut notice {
-            state.hostinfo = None;
-        }
-    }
+    fit_soft(&mut notice);
     if let Err(e) = cluster.notify(&notice).await {
         tracing::warn!("publishing node state to the other replicas failed: {e}");
     }
@@ -159,6 +189,28 @@ async fn publish(
         .await;
     let _ = cluster.remove_replica(cluster.replica_id()).await;
     Ok(())
+}
+
+/// Passes on probe answers that reached this replica for another one's
+/// probe (the load balancer chose where the client's callback went).
+async fn pass_ping_answers(
+    cluster: PgCluster,
+    mut rx: mpsc::Receiver<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let id = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            id = rx.recv() => match id { Some(id) => id, None => return Ok(()) },
+        };
+        let notice = ChangeNotice::PingAnswer {
+            origin: cluster.replica_id().to_string(),
+            id,
+        };
+        if let Err(e) = cluster.notify(&notice).await {
+            tracing::warn!("passing a probe answer to the other replicas failed: {e}");
+        }
+    }
 }
 
 /// Owns the listening connection (never cancelled mid-read) and hands
@@ -245,13 +297,16 @@ async fn follow(
                 }
                 Heard::Notice(ChangeNotice::Rows { .. }) => reload = true,
                 Heard::Notice(ChangeNotice::Soft { origin, state }) => {
-                    tailnet.apply_remote_soft(&origin, state).await;
+                    tailnet.apply_remote_soft(&origin, *state).await;
                 }
                 Heard::Notice(ChangeNotice::Hello { origin }) => {
                     tracing::debug!(replica = %origin, "a replica asks for the nodes connected here");
                     for s in tailnet.local_soft_states() {
                         send_soft(&cluster, s).await;
                     }
+                }
+                Heard::Notice(ChangeNotice::PingAnswer { id, .. }) => {
+                    tailnet.answer_forwarded_ping(&id);
                 }
                 Heard::Notice(ChangeNotice::Goodbye { origin }) => {
                     let n = tailnet.forget_replica(&origin).await;
@@ -263,6 +318,9 @@ async fn follow(
             match tailnet.reload_from_store(full).await {
                 Ok(stats) => {
                     tracing::debug!(?stats, full, "reloaded changes made by other replicas");
+                    if full {
+                        forget_dead(&tailnet, &cluster).await;
+                    }
                     full = false;
                 }
                 Err(e) => {
@@ -286,6 +344,22 @@ async fn follow(
     }
 }
 
+/// After notices may have been lost: replicas whose goodbye this one
+/// missed (their rows are gone) hold no nodes any more.
+async fn forget_dead(tailnet: &Tailnet, cluster: &PgCluster) {
+    match cluster.live_replicas().await {
+        Ok(live) => {
+            for id in tailnet.remote_replicas() {
+                if !live.contains(&id) {
+                    let n = tailnet.forget_replica(&id).await;
+                    tracing::info!(replica = %id, offline = n, "a replica left while this one was not listening");
+                }
+            }
+        }
+        Err(e) => tracing::warn!("listing the live replicas failed: {e}"),
+    }
+}
+
 /// Keeps this replica's row fresh and takes silent replicas' nodes offline.
 async fn heartbeat(
     tailnet: Arc<Tailnet>,
@@ -293,24 +367,37 @@ async fn heartbeat(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut forgotten: HashSet<String> = HashSet::new();
+    let mut first = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        if let Err(e) = cluster.heartbeat().await {
-            tracing::warn!("replica heartbeat failed: {e}");
-            continue;
+        match cluster.heartbeat().await {
+            Ok(true) if !first => {
+                // The others took this replica for dead and took its nodes
+                // offline: tell them again which nodes are connected here.
+                tracing::warn!(
+                    "this replica's heartbeat row was gone (it was silent too long); announcing its nodes again"
+                );
+                for s in tailnet.local_soft_states() {
+                    send_soft(&cluster, s).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("replica heartbeat failed: {e}");
+                continue;
+            }
         }
-        match cluster.silent_replicas(SILENT_AFTER).await {
+        first = false;
+        match cluster.reap_silent(SILENT_AFTER).await {
             Ok(silent) => {
+                // Everyone (this replica too) hears the goodbye announced on
+                // their behalf; forgetting here as well costs nothing.
                 for id in silent {
-                    if forgotten.insert(id.clone()) {
-                        let n = tailnet.forget_replica(&id).await;
-                        tracing::warn!(replica = %id, offline = n, "a replica stopped answering; its nodes are offline until they reconnect");
-                    }
-                    let _ = cluster.remove_replica(&id).await;
+                    let n = tailnet.forget_replica(&id).await;
+                    tracing::warn!(replica = %id, offline = n, "a replica stopped answering; its nodes are offline until they reconnect");
                 }
             }
             Err(e) => tracing::warn!("checking the other replicas failed: {e}"),
@@ -359,4 +446,87 @@ async fn lead(
         l.release().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use headway_proto::keys::DiscoPublic;
+    use headway_proto::tailcfg::{Hostinfo, NetInfo};
+
+    use super::*;
+
+    fn notice(hostinfo: Hostinfo) -> ChangeNotice {
+        ChangeNotice::Soft {
+            origin: "replica-a".into(),
+            state: Box::new(SoftState {
+                node: 7,
+                online: true,
+                disco_key: DiscoPublic([1; 32]),
+                endpoints: vec!["192.0.2.1:41641".parse().unwrap()],
+                home_derp: 999,
+                cap_version: 133,
+                hostname: "box".into(),
+                hostinfo: Some(hostinfo),
+                last_seen: None,
+            }),
+        }
+    }
+
+    fn hostinfo_of(n: &ChangeNotice) -> Option<Hostinfo> {
+        match n {
+            ChangeNotice::Soft { state, .. } => state.hostinfo.clone(),
+            _ => None,
+        }
+    }
+
+    /// Announced routes must reach the other replicas even when the rest of
+    /// the host info is too big for a NOTIFY.
+    #[test]
+    fn a_large_host_info_is_cut_to_what_peers_see() {
+        let routes = vec!["10.1.0.0/24".parse().unwrap()];
+        let small = Hostinfo {
+            hostname: "box".into(),
+            routable_ips: routes.clone(),
+            ..Default::default()
+        };
+        let mut n = notice(small.clone());
+        fit_soft(&mut n);
+        assert_eq!(
+            hostinfo_of(&n),
+            Some(small.clone()),
+            "a small one travels whole"
+        );
+
+        let mut latencies = std::collections::BTreeMap::new();
+        for i in 0..1000 {
+            latencies.insert(format!("{i}-v4"), 0.012_345);
+        }
+        let big = Hostinfo {
+            net_info: Some(NetInfo {
+                derp_latency: latencies,
+                ..Default::default()
+            }),
+            ..small.clone()
+        };
+        let mut n = notice(big);
+        assert!(
+            n.payload().is_none(),
+            "the test's host info must be too big"
+        );
+        fit_soft(&mut n);
+        assert!(n.payload().is_some());
+        let sent = hostinfo_of(&n).unwrap();
+        assert_eq!(sent.routable_ips, routes);
+        assert!(sent.net_info.is_none());
+
+        // Even the peer-visible part too big: no host info, the rest travels.
+        let huge = Hostinfo {
+            hostname: "h".repeat(9000),
+            ..small
+        };
+        let mut n = notice(huge);
+        fit_soft(&mut n);
+        assert!(n.payload().is_some());
+        assert_eq!(hostinfo_of(&n), None);
+    }
 }

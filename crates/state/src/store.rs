@@ -68,6 +68,13 @@ pub trait StoreTx: Send {
 
     async fn insert_node(&mut self, node: &Node) -> Result<NodeId, StoreError>;
     async fn update_node(&mut self, node: &Node) -> Result<(), StoreError>;
+    /// Writes only what the node's map session reports (disco key,
+    /// endpoints, host info, DERP home, capability version, last seen), so
+    /// that a replica flushing it never undoes an administrative change
+    /// another replica made meanwhile.
+    async fn update_node_soft(&mut self, node: &Node) -> Result<(), StoreError> {
+        self.update_node(node).await
+    }
     async fn delete_node(&mut self, id: NodeId) -> Result<(), StoreError>;
 
     async fn insert_preauth_key(&mut self, key: &PreAuthKey) -> Result<PreAuthKeyId, StoreError>;

@@ -57,13 +57,20 @@ impl Touched {
 pub enum ChangeNotice {
     /// A transaction committed: read these rows again.
     Rows { origin: String, touched: Touched },
-    /// The soft state of a node connected to `origin`.
-    Soft { origin: String, state: SoftState },
+    /// The soft state of a node connected to `origin` (boxed: by far the
+    /// largest variant).
+    Soft {
+        origin: String,
+        state: Box<SoftState>,
+    },
     /// `origin` started (or lost notices): everyone, publish the soft state
     /// of your connected nodes again.
     Hello { origin: String },
     /// `origin` is shutting down: its nodes are offline now.
     Goodbye { origin: String },
+    /// A client answered, at `origin`, a router health probe another
+    /// replica sent.
+    PingAnswer { origin: String, id: String },
 }
 
 impl ChangeNotice {
@@ -72,7 +79,8 @@ impl ChangeNotice {
             ChangeNotice::Rows { origin, .. }
             | ChangeNotice::Soft { origin, .. }
             | ChangeNotice::Hello { origin }
-            | ChangeNotice::Goodbye { origin } => origin,
+            | ChangeNotice::Goodbye { origin }
+            | ChangeNotice::PingAnswer { origin, .. } => origin,
         }
     }
 
@@ -176,31 +184,62 @@ impl PgCluster {
         Ok(l)
     }
 
-    /// Creates or refreshes this replica's row.
-    pub async fn heartbeat(&self) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Creates or refreshes this replica's row. Returns true when the row
+    /// had to be created: at start, or because the others took this replica
+    /// for dead (it was silent too long) and forgot its nodes.
+    pub async fn heartbeat(&self) -> Result<bool, StoreError> {
+        // `xmax = 0` holds for a freshly inserted row, not an updated one.
+        sqlx::query_scalar(
             "INSERT INTO replicas (id, started_at, last_seen) VALUES ($1, now(), now()) \
-             ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+             ON CONFLICT (id) DO UPDATE SET last_seen = now() \
+             RETURNING (xmax = 0)",
         )
         .bind(&self.replica)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(db_err)?;
-        Ok(())
+        .map_err(db_err)
     }
 
-    /// Replicas that have not refreshed their row for `after` (by the
-    /// database's clock), other than this one.
-    pub async fn silent_replicas(&self, after: Duration) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT id FROM replicas WHERE id <> $1 \
-             AND last_seen < now() - make_interval(secs => $2)",
+    /// Declares dead the replicas that have not refreshed their row for
+    /// `after` (by the database's clock): removes their rows and, in the
+    /// same transaction, announces a [`ChangeNotice::Goodbye`] on behalf of
+    /// each, so that every replica forgets their nodes, not only the one
+    /// that noticed. Of several replicas noticing at once only one removes
+    /// a row, so each death is announced once. A replica that was only
+    /// slow finds its row gone at its next heartbeat and announces its
+    /// nodes again (after the goodbye: the row lock orders them).
+    pub async fn reap_silent(&self, after: Duration) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let gone: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM replicas WHERE id <> $1 \
+             AND last_seen < now() - make_interval(secs => $2) RETURNING id",
         )
         .bind(&self.replica)
         .bind(after.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)
+        .map_err(db_err)?;
+        for id in &gone {
+            let goodbye = ChangeNotice::Goodbye { origin: id.clone() };
+            if let Some(payload) = goodbye.payload() {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(gone)
+    }
+
+    /// The replicas whose rows exist (alive, or not yet found silent).
+    pub async fn live_replicas(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM replicas")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
     }
 
     /// Removes rows of replicas gone (or of this one, at shutdown).

@@ -6,6 +6,7 @@
 //! layer (`headway-state`) decides on, each change in one transaction.
 
 mod audit;
+pub mod cluster;
 pub mod import;
 mod rows;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use cluster::{ChangeNotice, Leadership, PgCluster, Touched};
 use headway_state::audit::{AuditEntry, AuditFilter};
 use headway_state::model::*;
 use headway_state::store::{Snapshot, Store, StoreError, StoreTx};
@@ -58,8 +60,17 @@ impl std::fmt::Debug for PostgresOptions {
 /// A SQL database holding a tailnet.
 #[derive(Debug, Clone)]
 pub enum SqlStore {
-    Sqlite { pool: SqlitePool, path: String },
-    Postgres { pool: PgPool, describe: String },
+    Sqlite {
+        pool: SqlitePool,
+        path: String,
+    },
+    Postgres {
+        pool: PgPool,
+        describe: String,
+        /// With several replicas: this replica's id, named in the change
+        /// notices its transactions send.
+        origin: Option<String>,
+    },
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
@@ -145,7 +156,24 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(format!("{e} ({describe})")))?;
-        Ok(SqlStore::Postgres { pool, describe })
+        Ok(SqlStore::Postgres {
+            pool,
+            describe,
+            origin: None,
+        })
+    }
+
+    /// Joins the replicas serving this database as `replica`: from now on
+    /// every transaction announces the rows it wrote on the change channel.
+    /// `None` on SQLite (one server only).
+    pub fn join_cluster(&mut self, replica: String) -> Option<PgCluster> {
+        match self {
+            SqlStore::Sqlite { .. } => None,
+            SqlStore::Postgres { pool, origin, .. } => {
+                *origin = Some(replica.clone());
+                Some(PgCluster::new(pool.clone(), replica))
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -215,7 +243,7 @@ impl SqlStore {
             }
             SqlStore::Postgres { pool, .. } => {
                 // An import is announced to nobody: replicas start after it.
-                SqlTx::Postgres(pool.begin().await.map_err(|e| write(db_err(e)))?)
+                SqlTx::Postgres(pool.begin().await.map_err(|e| write(db_err(e)))?, None)
             }
         };
         let mismatch = |table: &str, want: i64, got: i64| {
@@ -264,7 +292,7 @@ impl SqlStore {
         if let Some(p) = &plan.policy {
             tx.set_policy(p).await.map_err(write)?;
         }
-        if let SqlTx::Postgres(c) = &mut tx {
+        if let SqlTx::Postgres(c, _) = &mut tx {
             // Later inserts continue after the highest imported id.
             for table in ["users", "preauth_keys", "nodes", "api_keys"] {
                 let sql = format!(
@@ -300,7 +328,7 @@ async fn claim_id(tx: &mut SqlTx, table: &str, id: i64) -> Result<(), StoreError
                     .map_err(db_err)?;
             }
         }
-        SqlTx::Postgres(c) => {
+        SqlTx::Postgres(c, _) => {
             sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), $2, false)")
                 .bind(table)
                 .bind(id)
@@ -315,7 +343,43 @@ async fn claim_id(tx: &mut SqlTx, table: &str, id: i64) -> Result<(), StoreError
 /// One open transaction on either backend.
 pub enum SqlTx {
     Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+    /// With the rows written so far, announced at commit when the store
+    /// has joined a cluster.
+    Postgres(Transaction<'static, Postgres>, Option<Notice>),
+}
+
+/// What a PostgreSQL transaction will announce.
+#[derive(Debug)]
+pub struct Notice {
+    origin: String,
+    touched: Touched,
+}
+
+impl SqlTx {
+    fn touched(&mut self) -> Option<&mut Touched> {
+        match self {
+            SqlTx::Postgres(_, Some(n)) => Some(&mut n.touched),
+            _ => None,
+        }
+    }
+
+    fn touch_node(&mut self, id: NodeId) {
+        if let Some(t) = self.touched() {
+            t.nodes.insert(id);
+        }
+    }
+
+    fn touch_user(&mut self, id: UserId) {
+        if let Some(t) = self.touched() {
+            t.users.insert(id);
+        }
+    }
+
+    fn touch_other(&mut self) {
+        if let Some(t) = self.touched() {
+            t.other = true;
+        }
+    }
 }
 
 /// Runs the same code against whichever backend: the statements are shared,
@@ -324,7 +388,7 @@ macro_rules! on_tx {
     ($tx:expr, $f:ident($($arg:expr),*)) => {
         match $tx {
             SqlTx::Sqlite(c) => rows::sqlite::$f(&mut **c, $($arg),*).await,
-            SqlTx::Postgres(c) => rows::pg::$f(&mut **c, $($arg),*).await,
+            SqlTx::Postgres(c, _) => rows::pg::$f(&mut **c, $($arg),*).await,
         }
     };
 }
@@ -389,7 +453,13 @@ impl Store for SqlStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
         Ok(Box::new(match self {
             SqlStore::Sqlite { pool, .. } => SqlTx::Sqlite(pool.begin().await.map_err(db_err)?),
-            SqlStore::Postgres { pool, .. } => SqlTx::Postgres(pool.begin().await.map_err(db_err)?),
+            SqlStore::Postgres { pool, origin, .. } => SqlTx::Postgres(
+                pool.begin().await.map_err(db_err)?,
+                origin.as_ref().map(|o| Notice {
+                    origin: o.clone(),
+                    touched: Touched::default(),
+                }),
+            ),
         }))
     }
 
@@ -463,54 +533,91 @@ impl Store for SqlStore {
 #[async_trait]
 impl StoreTx for SqlTx {
     async fn insert_user(&mut self, u: &User) -> Result<UserId, StoreError> {
-        on_tx!(self, insert_user(u))
+        let id = on_tx!(self, insert_user(u))?;
+        self.touch_user(id);
+        Ok(id)
     }
     async fn update_user(&mut self, u: &User) -> Result<(), StoreError> {
+        self.touch_user(u.id);
         on_tx!(self, update_user(u))
     }
     async fn delete_user(&mut self, id: UserId) -> Result<(), StoreError> {
+        self.touch_user(id);
         on_tx!(self, delete("DELETE FROM users WHERE id = $1", id))
     }
     async fn insert_node(&mut self, n: &Node) -> Result<NodeId, StoreError> {
-        on_tx!(self, insert_node(n))
+        let id = on_tx!(self, insert_node(n))?;
+        self.touch_node(id);
+        Ok(id)
     }
     async fn update_node(&mut self, n: &Node) -> Result<(), StoreError> {
+        self.touch_node(n.id);
         on_tx!(self, update_node(n))
     }
+    async fn update_node_soft(&mut self, n: &Node) -> Result<(), StoreError> {
+        // Not announced: the replica holding the node's session publishes
+        // its soft state as it changes.
+        match self {
+            SqlTx::Sqlite(c) => cluster::update_node_soft_sqlite(c, n).await,
+            SqlTx::Postgres(c, _) => cluster::update_node_soft_pg(c, n).await,
+        }
+    }
     async fn delete_node(&mut self, id: NodeId) -> Result<(), StoreError> {
+        self.touch_node(id);
         on_tx!(self, delete("DELETE FROM nodes WHERE id = $1", id))
     }
     async fn insert_preauth_key(&mut self, k: &PreAuthKey) -> Result<PreAuthKeyId, StoreError> {
+        self.touch_other();
         on_tx!(self, insert_key(k))
     }
     async fn update_preauth_key(&mut self, k: &PreAuthKey) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, update_key(k))
     }
     async fn delete_preauth_key(&mut self, id: PreAuthKeyId) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, delete("DELETE FROM preauth_keys WHERE id = $1", id))
     }
     async fn set_policy(&mut self, p: &StoredPolicy) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, set_policy(p))
     }
     async fn insert_api_key(&mut self, k: &ApiKey) -> Result<ApiKeyId, StoreError> {
+        self.touch_other();
         on_tx!(self, insert_api_key(k))
     }
     async fn update_api_key(&mut self, k: &ApiKey) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, update_api_key(k))
     }
     async fn delete_api_key(&mut self, id: ApiKeyId) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, delete("DELETE FROM api_keys WHERE id = $1", id))
     }
     async fn insert_oauth_client(&mut self, c: &OAuthClient) -> Result<OAuthClientId, StoreError> {
+        self.touch_other();
         on_tx!(self, insert_oauth_client(c))
     }
     async fn delete_oauth_client(&mut self, id: OAuthClientId) -> Result<(), StoreError> {
+        self.touch_other();
         on_tx!(self, delete("DELETE FROM oauth_clients WHERE id = $1", id))
     }
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match *self {
             SqlTx::Sqlite(t) => t.commit().await.map_err(db_err),
-            SqlTx::Postgres(t) => t.commit().await.map_err(db_err),
+            SqlTx::Postgres(mut t, notice) => {
+                // In the transaction: the notice goes out if and only if
+                // the change commits, and after it is visible.
+                if let Some(n) = notice.filter(|n| !n.touched.is_empty()) {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(cluster::CHANNEL)
+                        .bind(cluster::rows_payload(&n.origin, &n.touched))
+                        .execute(&mut *t)
+                        .await
+                        .map_err(db_err)?;
+                }
+                t.commit().await.map_err(db_err)
+            }
         }
     }
 }

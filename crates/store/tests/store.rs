@@ -6,6 +6,8 @@
 //! They fail when it is unreachable, unless `HEADWAY_TEST_POSTGRES=off` says
 //! to run without it.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
@@ -20,71 +22,7 @@ use headway_state::tailnet::{NewPreAuthKey, NewUser};
 use headway_store::{PostgresOptions, SqlStore};
 use sqlx::Connection;
 
-fn pg_admin_url() -> String {
-    std::env::var("HEADWAY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A throw-away PostgreSQL database, dropped when the guard goes.
-struct PgDb {
-    name: String,
-}
-
-impl PgDb {
-    async fn create() -> Option<(PgDb, PostgresOptions)> {
-        if std::env::var("HEADWAY_TEST_POSTGRES").as_deref() == Ok("off") {
-            eprintln!("HEADWAY_TEST_POSTGRES=off: PostgreSQL half of the store suite not run");
-            return None;
-        }
-        let url = pg_admin_url();
-        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL not reachable at {url}: {e}; start it, point HEADWAY_TEST_POSTGRES_URL at one, or set HEADWAY_TEST_POSTGRES=off")
-        });
-        let name = format!("headway_test_{}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let u = url::Url::parse(&url).unwrap();
-        let opts = PostgresOptions {
-            host: u.host_str().unwrap_or("127.0.0.1").into(),
-            port: u.port().unwrap_or(5432),
-            database: name.clone(),
-            user: if u.username().is_empty() {
-                "postgres".into()
-            } else {
-                u.username().into()
-            },
-            password: u.password().map(String::from),
-            ssl_mode: "disable".into(),
-            ssl_root_cert: None,
-            max_connections: 4,
-        };
-        Some((PgDb { name }, opts))
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let url = pg_admin_url();
-        // Drop from a fresh runtime on another thread: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use common::{PgDb, pg_admin_url};
 
 fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
@@ -299,6 +237,60 @@ async fn postgres_store_round_trips_every_record() {
     };
     let store = SqlStore::open_postgres(&opts).await.unwrap();
     round_trips_every_record(&store).await;
+    store.close().await;
+}
+
+/// A replica flushing the soft state of the nodes connected to it writes
+/// only those columns: an administrative change made meanwhile (by another
+/// replica) survives it.
+async fn soft_update_keeps_administrative_changes(store: &dyn Store) {
+    let mut tx = store.begin().await.unwrap();
+    let mut node = sample_node(None, 7);
+    node.id = tx.insert_node(&node).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut renamed = node.clone();
+    renamed.given_name = "renamed".into();
+    renamed.tags = vec!["tag:server".into()];
+    let mut tx = store.begin().await.unwrap();
+    tx.update_node(&renamed).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // The flushing replica's copy predates the rename.
+    let mut flushed = node.clone();
+    flushed.endpoints = vec!["198.51.100.7:41641".parse().unwrap()];
+    flushed.disco_key = DiscoPublic([77; 32]);
+    flushed.home_derp = 901;
+    flushed.last_seen = Some(t0());
+    let mut tx = store.begin().await.unwrap();
+    tx.update_node_soft(&flushed).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let stored = store.load().await.unwrap().nodes.remove(0);
+    assert_eq!(stored.given_name, "renamed");
+    assert_eq!(stored.tags, ["tag:server"]);
+    assert_eq!(stored.endpoints, flushed.endpoints);
+    assert_eq!(stored.disco_key, DiscoPublic([77; 32]));
+    assert_eq!(stored.home_derp, 901);
+    assert_eq!(stored.last_seen, Some(t0()));
+}
+
+#[tokio::test]
+async fn sqlite_soft_update_keeps_administrative_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("headway.sqlite"))
+        .await
+        .unwrap();
+    soft_update_keeps_administrative_changes(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_soft_update_keeps_administrative_changes() {
+    let Some((_db, opts)) = PgDb::create().await else {
+        return;
+    };
+    let store = SqlStore::open_postgres(&opts).await.unwrap();
+    soft_update_keeps_administrative_changes(&store).await;
     store.close().await;
 }
 

@@ -98,6 +98,12 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// The main listener's port (`None`: a free one).
     pub port: Option<u16>,
+    /// The embedded DERP relay's TLS port (`None`: a free one).
+    pub derp_port: Option<u16>,
+    /// `server_url` when clients reach the server through something else
+    /// (a load balancer in front of several replicas); `None`: this
+    /// server's own scheme, host and port.
+    pub server_url: Option<String>,
 }
 
 impl Default for Launch {
@@ -107,6 +113,8 @@ impl Default for Launch {
             host: "127.0.0.1".into(),
             env: Vec::new(),
             port: None,
+            derp_port: None,
+            server_url: None,
         }
     }
 }
@@ -122,16 +130,22 @@ pub struct Headway {
     /// The remote gRPC API's port (`grpc_listen_addr`); it listens only with
     /// TLS or `grpc_allow_insecure`, but never on the shared default port.
     pub grpc_port: u16,
+    /// Where `/metrics`, `/health` and `/ready` answer.
+    pub metrics_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
 }
 
 impl Headway {
+    /// The URL clients use (`server_url`).
     pub fn url(&self) -> String {
-        format!(
-            "{}://{}:{}",
-            self.launch.scheme, self.launch.host, self.port
-        )
+        match &self.launch.server_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "{}://{}:{}",
+                self.launch.scheme, self.launch.host, self.port
+            ),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -149,23 +163,25 @@ impl Headway {
     /// [`Headway::start`] with another scheme, host or environment.
     pub async fn launch(dir: &Path, opts: ServerOpts, launch: Launch) -> Headway {
         let port = launch.port.unwrap_or_else(free_tcp_port);
-        let derp_port = free_tcp_port();
+        let derp_port = launch.derp_port.unwrap_or_else(free_tcp_port);
         let stun_port = free_udp_port();
         let grpc_port = free_tcp_port();
+        let metrics_port = free_tcp_port();
         let config = dir.join("config.yaml");
+        let server_url = launch
+            .server_url
+            .clone()
+            .unwrap_or_else(|| format!("{}://{}:{port}", launch.scheme, launch.host));
         let yaml = format!(
-            "server_url: {scheme}://{host}:{port}\n\
+            "server_url: {server_url}\n\
              listen_addr: 127.0.0.1:{port}\n\
-             metrics_listen_addr: 127.0.0.1:{metrics}\n\
+             metrics_listen_addr: 127.0.0.1:{metrics_port}\n\
              grpc_listen_addr: 127.0.0.1:{grpc_port}\n\
              data_dir: {data}\n\
              unix_socket: {sock}\n\
              derp:\n  server:\n    enabled: true\n    stun_listen_addr: 127.0.0.1:{stun_port}\n    tls_listen_addr: 127.0.0.1:{derp_port}\n\
              log:\n  level: debug\n\
              {extra}\n",
-            scheme = launch.scheme,
-            host = launch.host,
-            metrics = free_tcp_port(),
             data = dir.join("data").display(),
             sock = dir.join("headway.sock").display(),
             extra = opts.extra_yaml,
@@ -179,6 +195,7 @@ impl Headway {
             derp_port,
             stun_port,
             grpc_port,
+            metrics_port,
             log: dir.join("headway.log"),
             child: None,
         };
@@ -229,6 +246,14 @@ impl Headway {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.spawn().await;
+    }
+
+    /// Kills the server without warning (SIGKILL): no goodbye, no flush,
+    /// connections just drop, as when its host dies.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("SIGKILL to headway serve");
+        }
     }
 
     /// Runs `headway --config <cfg> <args>`; returns (success, stdout, stderr).

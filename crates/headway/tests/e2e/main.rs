@@ -14,6 +14,7 @@ mod migrate;
 mod oidc;
 mod operations;
 mod policy;
+mod replicas;
 mod routes;
 mod ssh_check;
 mod tls;

@@ -330,6 +330,7 @@ async fn acme_flow(challenge: &str) {
             host: "localhost".into(),
             env: vec![("SSL_CERT_FILE".into(), pebble.tls_ca.display().to_string())],
             port: Some(port),
+            ..Launch::default()
         },
     )
     .await;

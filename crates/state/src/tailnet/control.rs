@@ -143,21 +143,23 @@ impl Tailnet {
         }
         let node = Arc::new(node);
         self.mark_soft_dirty(node.id);
-        if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
+        let node = if old.hostinfo.routable_ips != node.hostinfo.routable_ips {
             // Newly announced routes may be auto-approved: a durable change.
             self.commit_node(Some(&old), Some(node.clone()));
-            if let Some(n) = self.auto_approve_locked(node.id).await? {
-                return Ok(MapUpdate { node: n });
-            }
+            self.auto_approve_locked(node.id).await?.unwrap_or(node)
         } else if super::peer_record_changed(&old, &node) {
             // Peers need the whole record (and a policy recompile may follow).
             self.commit_node(Some(&old), Some(node.clone()));
+            node
         } else {
             self.inner.write().put_node(node.clone());
             if patched {
                 self.patch_peers(patch);
             }
-        }
+            node
+        };
+        // Once memory holds the new state: that is what gets published.
+        self.publish_soft(node.id);
         Ok(MapUpdate { node })
     }
 
@@ -166,6 +168,7 @@ impl Tailnet {
         let (session, came_online) = self.sessions.open(node_id);
         if came_online {
             self.inner.write().offline_since.remove(&node_id);
+            self.publish_soft(node_id);
             self.patch_peers(PeerChange {
                 node_id,
                 online: Some(true),
@@ -178,7 +181,7 @@ impl Tailnet {
     }
 
     /// A router coming or going can move primary routes: recompile then.
-    async fn online_changed(&self, node_id: NodeId) {
+    pub(super) async fn online_changed(&self, node_id: NodeId) {
         let serves_routes = self.node(node_id).is_some_and(|n| {
             n.approved_routes
                 .iter()
@@ -199,6 +202,10 @@ impl Tailnet {
         if !self.sessions.close(session) {
             return;
         }
+        // Several replicas: the client may already be connected to another.
+        if self.session_moved_away(session.node_id).await {
+            return;
+        }
         let now = self.now();
         let updated = {
             let mut inner = self.inner.write();
@@ -215,6 +222,7 @@ impl Tailnet {
         };
         if updated {
             self.mark_soft_dirty(session.node_id);
+            self.publish_soft(session.node_id);
             self.patch_peers(PeerChange {
                 node_id: session.node_id,
                 online: Some(false),
@@ -237,7 +245,7 @@ impl Tailnet {
             inner
                 .nodes
                 .values()
-                .filter(|n| n.ephemeral && !self.sessions.is_online(n.id))
+                .filter(|n| n.ephemeral && !self.is_online(n.id))
                 .filter(|n| {
                     inner
                         .offline_since
@@ -251,7 +259,7 @@ impl Tailnet {
         for id in due {
             let _w = self.write.lock().await;
             // Re-check under the writer lock: it may have reconnected.
-            if self.sessions.is_online(id) || self.node(id).is_none() {
+            if self.is_online(id) || self.node(id).is_none() {
                 continue;
             }
             self.delete_node_locked(id).await?;

@@ -13,6 +13,7 @@ mod oauth_clients;
 mod policy;
 mod preauth;
 mod register;
+mod replica;
 mod route_health;
 mod routes;
 mod ssh_check;
@@ -50,6 +51,7 @@ pub use oauth_clients::{
 pub use policy::PolicyInfo;
 pub use preauth::NewPreAuthKey;
 pub use register::{PENDING_REGISTRATION_TTL, PendingInfo, RegisterOutcome};
+pub use replica::{ChangeFeed, ReloadStats, SoftState};
 pub use route_health::{PING_RESPONSE_PATH, Ping};
 pub use routes::{NodeRoutes, is_exit_route, parse_routes};
 pub use ssh_check::{Approved, PENDING_SSH_CHECK_TTL, SshApprover, SshCheckInfo, SshCheckRequest};
@@ -154,6 +156,8 @@ pub struct Tailnet {
     api_keys: RwLock<api_keys::ApiKeys>,
     /// OAuth clients of the v2 API and their live access tokens.
     oauth: RwLock<oauth_clients::OAuth>,
+    /// The other replicas' sessions and the feed to them (see `replica`).
+    cluster: replica::Cluster,
     metrics: Metrics,
     /// Where audit entries are copied as JSON lines (`audit.log_path`).
     audit_sink: RwLock<Option<Arc<AuditSink>>>,
@@ -222,6 +226,7 @@ impl Tailnet {
             route_health: Mutex::new(route_health::RouteHealth::default()),
             api_keys,
             oauth,
+            cluster: replica::Cluster::default(),
             metrics,
             audit_sink: RwLock::new(None),
         });
@@ -384,8 +389,9 @@ impl Tailnet {
         self.inner.read().users.values().cloned().collect()
     }
 
+    /// Whether the node has a map session here or on another replica.
     pub fn is_online(&self, id: NodeId) -> bool {
-        self.sessions.is_online(id)
+        self.sessions.is_online(id) || self.cluster.is_remote_online(id)
     }
 
     /// The peers `node` receives in its map, sorted by id.
@@ -627,7 +633,7 @@ impl Tailnet {
         let result = async {
             let mut tx = self.store.begin().await?;
             for n in &nodes {
-                tx.update_node(n).await?;
+                tx.update_node_soft(n).await?;
             }
             tx.commit().await
         }

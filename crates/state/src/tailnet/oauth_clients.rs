@@ -114,6 +114,18 @@ impl OAuth {
         }
         all
     }
+
+    /// Takes the stored clients (another replica changed them); live tokens
+    /// of clients that still exist stay.
+    pub(crate) fn replace_clients(&mut self, clients: Vec<OAuthClient>) {
+        let tokens = std::mem::take(&mut self.tokens);
+        *self = Self::load(clients);
+        let clients = &self.clients;
+        self.tokens = tokens
+            .into_iter()
+            .filter(|(_, t)| clients.contains_key(&t.grant.client))
+            .collect();
+    }
 }
 
 /// The one message for credentials that are not accepted.

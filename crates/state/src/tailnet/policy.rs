@@ -20,7 +20,7 @@ pub use crate::settings::PolicySource;
 
 #[derive(Debug, Default)]
 pub(super) struct PolicyState {
-    text: Option<String>,
+    pub(super) text: Option<String>,
     updated_at: Option<DateTime<Utc>>,
 }
 

@@ -36,6 +36,9 @@ use crate::settings::PolicySource;
 /// Called on the request path: implementations queue and return at once.
 pub trait ChangeFeed: Send + Sync + std::fmt::Debug {
     fn soft_changed(&self, state: SoftState);
+    /// A client answered a router health probe that another replica sent
+    /// (its id is not waiting here): pass it on.
+    fn ping_answered(&self, _id: &str) {}
 }
 
 /// The soft state of one node, as the replica holding its session knows it.
@@ -118,6 +121,10 @@ pub(super) struct Cluster {
     /// Soft state of nodes this replica has not loaded yet (the notice of
     /// their registration is still on its way).
     parked: Mutex<HashMap<NodeId, SoftState>>,
+    /// The latest soft state published by a replica holding a session for
+    /// the node, kept even while a (stale) session here outranks it: when
+    /// that session ends, it is the truth.
+    latest: Mutex<HashMap<NodeId, SoftState>>,
 }
 
 impl Cluster {
@@ -151,6 +158,18 @@ impl Tailnet {
         }
     }
 
+    /// Passes a probe answer on to the other replicas; false without any
+    /// (one server: the id is simply unknown).
+    pub(super) fn forward_ping_answer(&self, id: &str) -> bool {
+        match self.cluster.feed.read().clone() {
+            Some(feed) => {
+                feed.ping_answered(id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The soft state of every node connected to this replica (what a
     /// replica that just started, or lost notices, asks for).
     pub fn local_soft_states(&self) -> Vec<SoftState> {
@@ -165,24 +184,36 @@ impl Tailnet {
         let id = s.node;
         let w = self.write.lock().await;
         let was_online = self.is_online(id);
-        {
+        let held_elsewhere = {
             let mut remote = self.cluster.remote.write();
             let set = remote.entry(id).or_default();
             if s.online {
                 set.insert(origin.to_string());
             } else {
                 set.remove(origin);
-                if set.is_empty() {
-                    remote.remove(&id);
-                }
             }
+            let held = !set.is_empty();
+            if !held {
+                remote.remove(&id);
+            }
+            held
+        };
+        // A replica letting go of a node that another replica now holds
+        // (the client moved) speaks for it no more: its fields are older.
+        let authoritative = s.online || !held_elsewhere;
+        if s.online {
+            self.cluster.latest.lock().insert(id, s.clone());
+        } else if !held_elsewhere {
+            self.cluster.latest.lock().remove(&id);
         }
         let Some(old) = self.node(id) else {
-            self.cluster.parked.lock().insert(id, s);
+            if authoritative {
+                self.cluster.parked.lock().insert(id, s);
+            }
             return;
         };
         // The replica holding the session here is the authority.
-        if !self.sessions.is_online(id) {
+        if authoritative && !self.sessions.is_online(id) {
             let mut node = (*old).clone();
             s.apply_to(&mut node);
             if node != *old {
@@ -194,6 +225,33 @@ impl Tailnet {
         if was_online != now_online {
             self.remote_online_changed(id, now_online).await;
         }
+    }
+
+    /// The last session here ended while another replica holds one for the
+    /// node (the client moved there): peers keep seeing it online, with the
+    /// soft state that replica published. Returns false when no other
+    /// replica holds the node.
+    pub(super) async fn session_moved_away(&self, id: NodeId) -> bool {
+        // One server (SQLite), or nobody else holds it: no lock to take.
+        if !self.cluster.is_remote_online(id) {
+            return false;
+        }
+        let _w = self.write.lock().await;
+        if !self.cluster.is_remote_online(id) {
+            return false;
+        }
+        // Tell the others this replica let go (they keep the node online).
+        self.publish_soft(id);
+        let latest = self.cluster.latest.lock().get(&id).cloned();
+        if let (Some(s), Some(old)) = (latest, self.node(id)) {
+            let mut node = (*old).clone();
+            s.apply_to(&mut node);
+            if node != *old {
+                self.apply_soft_locked(&old, node);
+            }
+        }
+        tracing::debug!(node.id = id, "node's session moved to another replica");
+        true
     }
 
     /// Puts a node whose soft fields changed in memory and tells peers, as
@@ -263,6 +321,17 @@ impl Tailnet {
         );
     }
 
+    /// The other replicas this one believes hold sessions.
+    pub fn remote_replicas(&self) -> BTreeSet<String> {
+        self.cluster
+            .remote
+            .read()
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// Replica `origin` is gone (stopped heartbeating, or said goodbye):
     /// the nodes only it held are offline. Returns how many went offline.
     pub async fn forget_replica(&self, origin: &str) -> usize {
@@ -285,6 +354,9 @@ impl Tailnet {
         };
         let mut offline = 0;
         for id in affected {
+            if !self.cluster.is_remote_online(id) {
+                self.cluster.latest.lock().remove(&id);
+            }
             if !self.is_online(id) {
                 offline += 1;
                 self.remote_online_changed(id, false).await;
@@ -347,6 +419,7 @@ impl Tailnet {
                 None => {
                     self.soft_dirty.lock().remove(&old.id);
                     self.cluster.remote.write().remove(&old.id);
+                    self.cluster.latest.lock().remove(&old.id);
                     self.commit_node(Some(old), None);
                     stats.nodes_removed += 1;
                 }
@@ -402,7 +475,7 @@ impl Tailnet {
 mod tests {
     use chrono::TimeZone;
     use headway_proto::keys::{MachinePublic, NodePublic};
-    use headway_proto::tailcfg::{RegisterRequest, RegisterResponseAuth};
+    use headway_proto::tailcfg::{MapRequest, RegisterRequest, RegisterResponseAuth};
 
     use super::*;
     use crate::clock::ManualClock;
@@ -528,6 +601,151 @@ mod tests {
         assert!(b.policy_info().text.unwrap().contains("*:22"));
         let p = s2.take();
         assert!(p.full || p.peers_removed.contains(&n1), "{p:?}");
+    }
+
+    /// A client moves from replica A to replica B before A notices its old
+    /// session is gone: nobody sees it offline, and nobody takes A's older
+    /// disco key over B's.
+    #[tokio::test]
+    async fn a_client_moving_between_replicas_stays_online_with_its_new_state() {
+        let store = MemStore::default();
+        let (a, b, c) = (
+            replica(&store).await,
+            replica(&store).await,
+            replica(&store).await,
+        );
+        let (feed_a, feed_b) = (Arc::new(Collect::default()), Arc::new(Collect::default()));
+        a.set_change_feed(feed_a.clone());
+        b.set_change_feed(feed_b.clone());
+        let user = a
+            .create_user(NewUser {
+                name: "carol".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, key) = a
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                reusable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        a.register(MachinePublic([4; 32]), &req(4, &key))
+            .await
+            .unwrap();
+        a.register(MachinePublic([5; 32]), &req(5, &key))
+            .await
+            .unwrap();
+        b.reload_from_store(false).await.unwrap();
+        c.reload_from_store(false).await.unwrap();
+        let moving = a.nodes()[0].id;
+        let watcher = a.nodes()[1].id;
+        let on_c = c.open_session(watcher).await;
+
+        // On A first.
+        let old_session = a.open_session(moving).await;
+        let from_a = std::mem::take(&mut *feed_a.0.lock());
+        for s in from_a {
+            b.apply_remote_soft("a", s.clone()).await;
+            c.apply_remote_soft("a", s).await;
+        }
+        assert!(c.is_online(moving) && b.is_online(moving));
+        on_c.take();
+
+        // Then on B, with a new disco key, while A's session lingers.
+        let _new_session = b.open_session(moving).await;
+        let map = MapRequest {
+            version: 133,
+            node_key: NodePublic([4; 32]),
+            disco_key: DiscoPublic([44; 32]),
+            ..Default::default()
+        };
+        b.apply_map_request(MachinePublic([4; 32]), &map)
+            .await
+            .unwrap();
+        let from_b = std::mem::take(&mut *feed_b.0.lock());
+        for s in from_b {
+            a.apply_remote_soft("b", s.clone()).await;
+            c.apply_remote_soft("b", s).await;
+        }
+        assert_eq!(c.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+
+        // A's old session ends at last.
+        a.close_session(&old_session).await;
+        assert!(a.is_online(moving), "A must know B holds the node");
+        assert_eq!(a.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+        let from_a = std::mem::take(&mut *feed_a.0.lock());
+        assert!(from_a.iter().any(|s| s.node == moving && !s.online));
+        for s in from_a {
+            c.apply_remote_soft("a", s).await;
+        }
+        assert!(c.is_online(moving));
+        assert_eq!(c.node(moving).unwrap().disco_key, DiscoPublic([44; 32]));
+        let seen = on_c.take();
+        assert!(
+            seen.patches
+                .get(&moving)
+                .is_none_or(|p| p.online != Some(false)),
+            "{seen:?}"
+        );
+
+        // B goes away for good: now the node is offline everywhere.
+        assert_eq!(c.forget_replica("b").await, 1);
+        assert!(!c.is_online(moving));
+        assert_eq!(on_c.take().patches[&moving].online, Some(false));
+    }
+
+    #[derive(Debug, Default)]
+    struct Answers(Mutex<Vec<String>>);
+    impl ChangeFeed for Answers {
+        fn soft_changed(&self, _: SoftState) {}
+        fn ping_answered(&self, id: &str) {
+            self.0.lock().push(id.to_string());
+        }
+    }
+
+    /// A router's answer to a health probe reaches whichever replica the
+    /// load balancer picks; the one that sent the probe must still get it.
+    #[tokio::test]
+    async fn a_probe_answer_reaching_another_replica_is_passed_on() {
+        let store = MemStore::default();
+        let (a, b) = (replica(&store).await, replica(&store).await);
+        let user = a
+            .create_user(NewUser {
+                name: "dave".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, key) = a
+            .create_preauth_key(NewPreAuthKey {
+                user: Some(user.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        a.register(MachinePublic([6; 32]), &req(6, &key))
+            .await
+            .unwrap();
+        let router = a.nodes()[0].id;
+        let _session = a.open_session(router).await;
+        let ping = a.ping_node(router).unwrap();
+
+        // One server: an id not waiting is unknown.
+        assert!(!b.answer_ping(&ping.id));
+        // Several: B passes it on, A completes the probe.
+        let feed = Arc::new(Answers::default());
+        b.set_change_feed(feed.clone());
+        assert!(b.answer_ping(&ping.id));
+        let forwarded = feed.0.lock().pop().unwrap();
+        assert_eq!(forwarded, ping.id);
+        assert!(!b.answer_forwarded_ping(&forwarded), "not B's probe");
+        assert!(a.answer_forwarded_ping(&forwarded));
+        ping.answered.await.unwrap();
+        // Once only.
+        assert!(!a.answer_forwarded_ping(&forwarded));
     }
 
     #[tokio::test]

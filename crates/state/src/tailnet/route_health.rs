@@ -56,7 +56,8 @@ impl Tailnet {
     /// Whether `id` counts as online when primaries are elected: it has a
     /// map session and has not failed a health probe.
     pub(super) fn routes_online(&self, id: NodeId) -> bool {
-        self.sessions.is_online(id) && !self.route_health.lock().unhealthy.contains(&id)
+        // Online on any replica (several replicas share one tailnet).
+        self.is_online(id) && !self.route_health.lock().unhealthy.contains(&id)
     }
 
     /// The online routers of every subnet route served by more than one.
@@ -131,8 +132,21 @@ impl Tailnet {
 
     /// A client called a probe URL back. The unguessable id, sent to that
     /// node only, is what authenticates the answer. Returns whether the id
-    /// was waiting.
+    /// was waiting here, or was passed on.
+    ///
+    /// With several replicas the answer may reach another replica than the
+    /// one that sent the probe (the load balancer picks): an id not waiting
+    /// here is passed on to the others (and counts as taken).
     pub fn answer_ping(&self, id: &str) -> bool {
+        self.complete_ping(id) || self.forward_ping_answer(id)
+    }
+
+    /// A probe answer another replica received and passed on.
+    pub fn answer_forwarded_ping(&self, id: &str) -> bool {
+        self.complete_ping(id)
+    }
+
+    fn complete_ping(&self, id: &str) -> bool {
         let Some(p) = self.route_health.lock().pings.remove(id) else {
             return false;
         };
