@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use headway_state::Tailnet;
@@ -17,11 +18,16 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::error::{ApiError, Problem};
 use crate::extract::{JsonBody, PathParams, QueryParams, query_id};
+use crate::guard::Caller;
 use crate::page::PageQuery;
 use crate::wire::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, Empty, ExpireApiKeyRequest,
     ListApiKeysResponse,
 };
+
+/// How the description of a key minted for a console sign-in begins
+/// (`console:<e-mail>`).
+pub const CONSOLE_KEY_PREFIX: &str = "console:";
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Tailnet>> {
     OpenApiRouter::new()
@@ -61,14 +67,30 @@ pub(crate) async fn list_api_keys(
     responses(
         (status = 200, body = CreateApiKeyResponse),
         (status = 400, description = "The body is not a CreateApiKeyRequest", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The expiration is in the past", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The expiration is in the past, the description is too long, or it claims a console sign-in over the network", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_api_key(
     State(tailnet): State<Arc<Tailnet>>,
+    caller: Option<Extension<Caller>>,
     JsonBody(body): JsonBody<CreateApiKeyRequest>,
 ) -> Result<Json<CreateApiKeyResponse>, ApiError> {
-    let (key, api_key) = tailnet.create_api_key(body.expiration).await?;
+    // The audit log names the person behind a `console:` key, so only the
+    // console (through the local door) may mint one.
+    let local = matches!(caller.as_deref(), None | Some(Caller::Local));
+    if !local
+        && body
+            .description
+            .trim_start()
+            .starts_with(CONSOLE_KEY_PREFIX)
+    {
+        return Err(ApiError::Service(headway_state::Error::Invalid(format!(
+            "descriptions starting with {CONSOLE_KEY_PREFIX:?} are reserved for the keys the web console mints at sign-in"
+        ))));
+    }
+    let (key, api_key) = tailnet
+        .create_described_api_key(body.expiration, &body.description)
+        .await?;
     audit::note(
         "api_key.create",
         format!("api_key:{}", key.prefix),

@@ -105,6 +105,13 @@ pub fn actor_name(tailnet: &Tailnet, caller: Option<&Caller>) -> String {
     match caller {
         None | Some(Caller::Local) => "local".into(),
         Some(Caller::ApiKey { id }) => match tailnet.list_api_keys().iter().find(|k| k.id == *id) {
+            // A console session of a person signed in with OIDC: that person.
+            Some(k)
+                if k.description
+                    .starts_with(crate::api_keys::CONSOLE_KEY_PREFIX) =>
+            {
+                format!("{} (api_key:{})", k.description, k.prefix)
+            }
             Some(k) => format!("api_key:{}", k.prefix),
             None => format!("api_key:#{id}"),
         },

@@ -513,8 +513,9 @@ impl HeadscaleService for Grpc {
         let r = r.into_inner();
         let body = wire::CreateApiKeyRequest {
             expiration: r.expiration.map(|t| from_ts(t, "expiration")).transpose()?,
+            description: String::new(),
         };
-        let Json(out) = api_keys::create_api_key(self.state(), JsonBody(body))
+        let Json(out) = api_keys::create_api_key(self.state(), None, JsonBody(body))
             .await
             .map_err(status)?;
         ok(pb::CreateApiKeyResponse {

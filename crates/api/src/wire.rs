@@ -359,6 +359,8 @@ pub struct ApiKey {
     /// When the key was last used (to within a minute); `null`: never.
     #[schema(required = true)]
     pub last_seen: Option<DateTime<Utc>>,
+    /// What the key is for (a Headway extension; may be empty).
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -366,6 +368,10 @@ pub struct ApiKey {
 pub struct CreateApiKeyRequest {
     /// Absent: the key never expires.
     pub expiration: Option<DateTime<Utc>>,
+    /// What the key is for, one line of at most 200 characters (a Headway
+    /// extension). `console:<e-mail>` marks a key minted for a person's
+    /// console sign-in: the audit log names that person.
+    pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -565,6 +571,7 @@ impl From<&model::ApiKey> for ApiKey {
             expiration: k.expiration,
             created_at: k.created_at,
             last_seen: k.last_seen,
+            description: k.description.clone(),
         }
     }
 }

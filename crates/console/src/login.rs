@@ -326,10 +326,17 @@ pub(crate) async fn oidc_callback(
         );
     };
     let ttl = console.options.session_ttl;
+    let name = if who.email.is_empty() {
+        who.name.clone()
+    } else {
+        who.email.clone()
+    };
+    // The audit log names the person behind this key by its description.
     let req = CreateApiKeyRequest {
         expiration: Some(
             console.now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
         ),
+        description: format!("console:{name}"),
     };
     let minted: CreateApiKeyResponse = match trusted
         .call(
@@ -353,11 +360,6 @@ pub(crate) async fn oidc_callback(
         .unwrap_or("")
         .to_string();
     tracing::info!(email = %who.email, api_key.prefix = %prefix, "console: administrator signed in with OIDC");
-    let name = if who.email.is_empty() {
-        who.name
-    } else {
-        who.email
-    };
     let response = signed_in(
         &console,
         NewSession {

@@ -978,6 +978,7 @@ pub(crate) async fn create_api_key(
     };
     let req = CreateApiKeyRequest {
         expiration: Some(console.now() + Duration::days(days)),
+        ..CreateApiKeyRequest::default()
     };
     let r: Result<CreateApiKeyResponse, _> = console
         .api

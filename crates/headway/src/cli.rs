@@ -190,6 +190,9 @@ pub struct CreateApiKey {
     /// How long the key is valid, e.g. 30m, 24h, 90d
     #[arg(short, long, default_value = "90d")]
     pub expiration: String,
+    /// What the key is for (shown by `apikeys list`)
+    #[arg(short, long, default_value = "")]
+    pub description: String,
 }
 
 /// Which API key: by prefix or by id.

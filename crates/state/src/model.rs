@@ -185,6 +185,10 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     /// When the key was last used, to within a minute (written lazily).
     pub last_seen: Option<DateTime<Utc>>,
+    /// What the key is for (free text, may be empty). A key the web console
+    /// mints for an OIDC sign-in carries `console:<e-mail>`, which the
+    /// audit log shows as who acted.
+    pub description: String,
 }
 
 impl ApiKey {

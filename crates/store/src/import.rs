@@ -710,6 +710,7 @@ pub fn convert(raw: &Raw, now: DateTime<Utc>) -> Result<Plan, ImportError> {
             expiration: r.time("expiration")?,
             created_at: r.time("created_at")?.unwrap_or(now),
             last_seen: r.time("last_seen")?,
+            description: "imported from headscale".into(),
         });
     }
 

@@ -10,8 +10,7 @@ pub const SELECT_USERS: &str = "SELECT id, name, display_name, email, provider, 
 pub const SELECT_NODES: &str = "SELECT id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, hostinfo, home_derp, expiry, register_method, auth_key_id, ephemeral, approved_routes, cap_version, created_at, updated_at, last_seen FROM nodes ORDER BY id";
 pub const SELECT_KEYS: &str = "SELECT id, prefix, hash, user_id, reusable, ephemeral, used, expiration, created_at, tags FROM preauth_keys ORDER BY id";
 pub const SELECT_POLICY: &str = "SELECT text, updated_at FROM policies WHERE id = 1";
-pub const SELECT_API_KEYS: &str =
-    "SELECT id, prefix, hash, expiration, created_at, last_seen FROM api_keys ORDER BY id";
+pub const SELECT_API_KEYS: &str = "SELECT id, prefix, hash, expiration, created_at, last_seen, description FROM api_keys ORDER BY id";
 pub const SELECT_OAUTH_CLIENTS: &str =
     "SELECT id, prefix, hash, description, scopes, tags, created_at FROM oauth_clients ORDER BY id";
 
@@ -21,7 +20,7 @@ const INSERT_NODE: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, 
 const UPDATE_NODE: &str = "UPDATE nodes SET machine_key = $1, node_key = $2, disco_key = $3, hostname = $4, given_name = $5, user_id = $6, tags = $7, ipv4 = $8, ipv6 = $9, endpoints = $10, hostinfo = $11, home_derp = $12, expiry = $13, register_method = $14, auth_key_id = $15, ephemeral = $16, approved_routes = $17, cap_version = $18, created_at = $19, updated_at = $20, last_seen = $21 WHERE id = $22";
 const INSERT_KEY: &str = "INSERT INTO preauth_keys (prefix, hash, user_id, reusable, ephemeral, used, expiration, created_at, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
 const UPDATE_KEY: &str = "UPDATE preauth_keys SET user_id = $2, reusable = $3, ephemeral = $4, used = $5, expiration = $6, tags = $7 WHERE id = $1";
-const INSERT_API_KEY: &str = "INSERT INTO api_keys (prefix, hash, expiration, created_at, last_seen) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+const INSERT_API_KEY: &str = "INSERT INTO api_keys (prefix, hash, expiration, created_at, last_seen, description) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 const UPDATE_API_KEY: &str = "UPDATE api_keys SET expiration = $2, last_seen = $3 WHERE id = $1";
 const INSERT_OAUTH_CLIENT: &str = "INSERT INTO oauth_clients (prefix, hash, description, scopes, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 const UPSERT_POLICY: &str = "INSERT INTO policies (id, text, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at";
@@ -193,6 +192,7 @@ macro_rules! backend {
                     .bind(k.expiration)
                     .bind(k.created_at)
                     .bind(k.last_seen)
+                    .bind(&k.description)
                     .fetch_one(&mut *c)
                     .await
                     .map_err(db_err)?;
@@ -360,6 +360,7 @@ macro_rules! backend {
                     expiration: get(r, t, id, "expiration")?,
                     created_at: get(r, t, id, "created_at")?,
                     last_seen: get(r, t, id, "last_seen")?,
+                    description: get(r, t, id, "description")?,
                 })
             }
 

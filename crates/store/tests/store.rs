@@ -370,6 +370,7 @@ async fn round_trips_api_keys_and_oauth_clients(store: &dyn Store) {
         expiration: Some(t0() + chrono::Duration::days(90)),
         created_at: t0(),
         last_seen: None,
+        description: "console:alice@example.com".into(),
     };
     let mut tx = store.begin().await.unwrap();
     key.id = tx.insert_api_key(&key).await.unwrap();

@@ -33,6 +33,7 @@ async fn create(ctx: &Ctx, args: CreateApiKey, now: DateTime<Utc>) -> anyhow::Re
         .with_context(|| format!("--expiration {} is too far in the future", args.expiration))?;
     let request = CreateApiKeyRequest {
         expiration: Some(expiration),
+        description: args.description,
     };
     let created: CreateApiKeyResponse = ctx.client.post("/api/v1/apikey", &request).await?;
     // The key alone, so that `KEY=$(headway apikeys create)` works.
@@ -47,7 +48,14 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn keys_table(keys: &[ApiKey]) -> Table {
-    let mut table = Table::new(&["ID", "Prefix", "Expiration", "Created", "Last used"]);
+    let mut table = Table::new(&[
+        "ID",
+        "Prefix",
+        "Expiration",
+        "Created",
+        "Last used",
+        "Description",
+    ]);
     for k in keys {
         table.row(vec![
             k.id.to_string(),
@@ -55,6 +63,7 @@ fn keys_table(keys: &[ApiKey]) -> Table {
             output::optional_time(&k.expiration, "never"),
             output::time(&k.created_at),
             output::optional_time(&k.last_seen, "never"),
+            k.description.clone(),
         ]);
     }
     table

@@ -890,8 +890,61 @@ async fn administrators_sign_in_to_the_console_with_the_provider_and_nobody_else
         "signing in to the console creates no user"
     );
 
-    // Signing out ends the session and deletes its key.
+    // What bob does in the console is his in the audit log, and his
+    // session's key says whose it is.
     let at = page_csrf(&users_page.body);
+    let response = browser
+        .http
+        .post(format!("{}/admin/users", server.url()))
+        .form(&[("_csrf", at.as_str()), ("name", "eve")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success() || response.status().is_redirection(),
+        "{}",
+        response.status()
+    );
+    let keys = api_keys(&server).await;
+    assert!(
+        keys.iter()
+            .any(|k| k["description"] == "console:bob@example.com"),
+        "{keys:?}"
+    );
+    let entries = server
+        .cli_json(&["audit", "list", "--action", "user.create"])
+        .await;
+    let by_bob = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["after"]["name"] == "eve")
+        .unwrap_or_else(|| panic!("no user.create of eve in {entries:#}"));
+    assert!(
+        by_bob["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("console:bob@example.com (api_key:"),
+        "{by_bob:#}"
+    );
+    // Nobody can forge such a key over the network.
+    let key = server.cli_json(&["apikeys", "create"]).await;
+    let key = key["apiKey"]
+        .as_str()
+        .or(key.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let forged = reqwest::Client::new()
+        .post(format!("{}/api/v1/apikey", server.url()))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(json!({"description": "console:ceo@example.com"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Signing out ends the session and deletes its key.
     let response = browser
         .http
         .post(format!("{}/admin/logout", server.url()))
@@ -900,7 +953,11 @@ async fn administrators_sign_in_to_the_console_with_the_provider_and_nobody_else
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(api_keys(&server).await.len(), 1);
+    assert_eq!(
+        api_keys(&server).await.len(),
+        2,
+        "carol's and the one made above"
+    );
     let after = browser
         .walk(&format!("{}/admin/users", server.url()), "", |u| {
             u.path() == "/admin/login"

@@ -63,6 +63,9 @@ pub struct ApiKeyUse {
 
 /// The one message for a key that is not accepted: it says neither whether
 /// the prefix exists nor anything of what was sent.
+/// The longest description an API key may carry.
+pub const MAX_API_KEY_DESCRIPTION: usize = 200;
+
 pub const INVALID_API_KEY: &str = "invalid API key: create one with `headway apikeys create` and send it as `Authorization: Bearer <key>`";
 
 impl Tailnet {
@@ -72,6 +75,24 @@ impl Tailnet {
         &self,
         expiration: Option<DateTime<Utc>>,
     ) -> Result<(ApiKey, String)> {
+        self.create_described_api_key(expiration, "").await
+    }
+
+    /// [`Tailnet::create_api_key`] with a description of what the key is
+    /// for (at most [`MAX_API_KEY_DESCRIPTION`] characters, one line).
+    pub async fn create_described_api_key(
+        &self,
+        expiration: Option<DateTime<Utc>>,
+        description: &str,
+    ) -> Result<(ApiKey, String)> {
+        let description = description.trim();
+        if description.chars().count() > MAX_API_KEY_DESCRIPTION
+            || description.chars().any(char::is_control)
+        {
+            return Err(Error::Invalid(format!(
+                "the description must be one line of at most {MAX_API_KEY_DESCRIPTION} characters"
+            )));
+        }
         let now = self.now();
         if let Some(exp) = expiration
             && exp <= now
@@ -90,6 +111,7 @@ impl Tailnet {
             expiration,
             created_at: now,
             last_seen: None,
+            description: description.to_string(),
         };
         let mut tx = self.store.begin().await?;
         key.id = tx.insert_api_key(&key).await?;
