@@ -103,6 +103,7 @@ async fn deltas_carry_only_what_changed() {
     let sb = tn.open_session(b.id).await;
     sb.take();
     let sa = tn.open_session(a.id).await;
+    sa.start_initial_map();
     let m = delta(tn.as_ref(), &b, sb.take()).unwrap();
     assert_eq!(m.peers_changed_patch.len(), 1);
     assert_eq!(m.peers_changed_patch[0].online, Some(true));
@@ -217,7 +218,10 @@ async fn open_sessions(
 ) -> Vec<Arc<headway_state::sessions::Session>> {
     let mut out = Vec::new();
     for id in ids {
-        out.push(tn.open_session(*id).await);
+        let s = tn.open_session(*id).await;
+        // As the server does right before it builds the first map.
+        s.start_initial_map();
+        out.push(s);
     }
     out
 }

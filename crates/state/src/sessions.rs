@@ -124,6 +124,16 @@ impl Session {
         pending
     }
 
+    /// The session is about to read the tailnet for its first full map:
+    /// what was marked until now is in that map, so it is dropped; what is
+    /// marked from now on is sent after it. Until this is called, a new
+    /// session's pending set is `full` and every change to it is a no-op,
+    /// so a reconnect storm does not pile a patch per peer on each of the
+    /// sessions still waiting for their map (N² patches held in memory).
+    pub fn start_initial_map(&self) {
+        *self.pending.lock() = (Pending::default(), None);
+    }
+
     /// Asks the client to call `request.url` back; wakes the session.
     pub fn ping(&self, request: PingRequest) {
         *self.ping.lock() = Some(request);
@@ -175,7 +185,15 @@ impl Sessions {
         let session = Arc::new(Session {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             node_id,
-            pending: Mutex::new((Pending::default(), None)),
+            // Nothing is collected for it until it starts building its
+            // first map (`start_initial_map`): that map will hold it all.
+            pending: Mutex::new((
+                Pending {
+                    full: true,
+                    ..Pending::default()
+                },
+                None,
+            )),
             ping: Mutex::new(None),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
@@ -297,6 +315,31 @@ mod tests {
         assert!(s.is_online(1));
         assert!(s.close(&b));
         assert!(!s.is_online(1));
+    }
+
+    #[test]
+    fn a_new_session_collects_nothing_until_it_starts_its_first_map() {
+        let s = Sessions::default();
+        let (a, _) = s.open(1);
+        for peer in 2..1000 {
+            a.update(|p| {
+                p.patch(&PeerChange {
+                    node_id: peer,
+                    online: Some(true),
+                    ..Default::default()
+                });
+                p.peer_changed(peer);
+            });
+        }
+        {
+            let held = a.pending.lock();
+            assert!(held.0.full && held.0.patches.is_empty() && held.0.peers_changed.is_empty());
+        }
+        // The first map reads the tailnet after this: later changes count.
+        a.start_initial_map();
+        a.update(|p| p.peer_changed(7));
+        let p = a.take();
+        assert!(!p.full && p.peers_changed.contains(&7) && p.patches.is_empty());
     }
 
     #[tokio::test]

@@ -110,16 +110,24 @@ async fn send_frame(tx: &Tx, frame: Result<Bytes, FramingError>) -> bool {
 
 /// The full map of `node_id`, framed; `None` when there is no one left to
 /// send it to (the client went away while waiting, or the node is gone).
+/// For the first map, `session` stops collecting changes that the map is
+/// about to contain (see [`Session::start_initial_map`]).
 async fn full_map_frame(
     c: &Control,
     node_id: NodeId,
-    resync: bool,
+    initial: Option<&Session>,
     compression: Compression,
     tx: &Tx,
 ) -> Option<Result<Bytes, FramingError>> {
+    let resync = initial.is_none();
     let _permit = c.shared.full_maps.acquire().await.ok()?;
     if tx.is_closed() {
         return None;
+    }
+    if let Some(session) = initial {
+        // From here on changes are collected; the map reads the tailnet
+        // after this, so nothing between is lost (at worst sent twice).
+        session.start_initial_map();
     }
     let tailnet = c.tailnet.clone();
     let shared = c.shared.clone();
@@ -173,7 +181,7 @@ async fn run(
     // Built from the latest record, not kept: held across the loop's awaits,
     // every session would keep a copy of the whole tailnet.
     drop(node);
-    let Some(full) = full_map_frame(c, node_id, false, compression, &tx).await else {
+    let Some(full) = full_map_frame(c, node_id, Some(session), compression, &tx).await else {
         return;
     };
     if !send_frame(&tx, full).await {
@@ -208,7 +216,7 @@ async fn run(
                     continue;
                 }
                 let frame = if pending.full {
-                    full_map_frame(c, node_id, true, compression, &tx).await
+                    full_map_frame(c, node_id, None, compression, &tx).await
                 } else {
                     let Some(me) = c.tailnet.node(node_id) else { return };
                     delta_frame(c, &me, pending, compression).transpose()

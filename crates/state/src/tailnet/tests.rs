@@ -335,7 +335,9 @@ async fn map_updates_reach_peers_as_patches_and_repeats_reach_nobody() {
     let a = k.tailnet.node_by_key(&nk(1)).unwrap();
     let b = k.tailnet.node_by_key(&nk(2)).unwrap();
     let sb = k.tailnet.open_session(b.id).await;
+    sb.start_initial_map();
     let sa = k.tailnet.open_session(a.id).await;
+    sa.start_initial_map();
     // b saw a come online.
     assert_eq!(sb.take().patches[&a.id].online, Some(true));
 
