@@ -82,6 +82,80 @@ pub async fn eventually<T>(
     }
 }
 
+// --- PostgreSQL --------------------------------------------------------------
+
+/// The PostgreSQL server the tests use (`HEADWAY_TEST_POSTGRES_URL`).
+pub fn postgres_url() -> url::Url {
+    url::Url::parse(
+        &std::env::var("HEADWAY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )
+    .unwrap()
+}
+
+pub fn psql(sql: &str) {
+    let url = postgres_url();
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("running psql (PostgreSQL's client)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A database of its own for the test, dropped at the end (even on panic).
+pub struct Database {
+    pub name: String,
+}
+
+impl Database {
+    pub fn create(name: &str) -> Database {
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&format!("CREATE DATABASE {name}"));
+        Database { name: name.into() }
+    }
+
+    /// The `database:` section of a replica's config.
+    pub fn yaml(&self) -> String {
+        let url = postgres_url();
+        format!(
+            "database:\n  type: postgres\n  postgres:\n    host: {}\n    port: {}\n    name: {}\n    user: {}\n    pass: \"{}\"\n",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5432),
+            self.name,
+            if url.username().is_empty() {
+                "postgres"
+            } else {
+                url.username()
+            },
+            url.password().unwrap_or(""),
+        )
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let url = postgres_url();
+        let _ = std::process::Command::new("psql")
+            .args([
+                url.as_str(),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+/// With `HEADWAY_E2E_DATABASE=postgres`, every test server whose test does
+/// not choose its own database gets a fresh PostgreSQL database (created
+/// here, dropped with the server): the same tests, on the other backend.
+fn e2e_on_postgres() -> bool {
+    std::env::var("HEADWAY_E2E_DATABASE").as_deref() == Ok("postgres")
+}
+
 /// Options for a test server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOpts {
@@ -134,6 +208,8 @@ pub struct Headway {
     pub metrics_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
+    /// The PostgreSQL database of this server, in PostgreSQL mode.
+    _database: Option<Database>,
 }
 
 impl Headway {
@@ -168,6 +244,8 @@ impl Headway {
         let grpc_port = free_tcp_port();
         let metrics_port = free_tcp_port();
         let config = dir.join("config.yaml");
+        let database = (e2e_on_postgres() && !opts.extra_yaml.contains("database:"))
+            .then(|| Database::create(&format!("headway_e2e_{}_{port}", std::process::id())));
         let server_url = launch
             .server_url
             .clone()
@@ -181,9 +259,10 @@ impl Headway {
              unix_socket: {sock}\n\
              derp:\n  server:\n    enabled: true\n    stun_listen_addr: 127.0.0.1:{stun_port}\n    tls_listen_addr: 127.0.0.1:{derp_port}\n\
              log:\n  level: debug\n\
-             {extra}\n",
+             {database}{extra}\n",
             data = dir.join("data").display(),
             sock = dir.join("headway.sock").display(),
+            database = database.as_ref().map(Database::yaml).unwrap_or_default(),
             extra = opts.extra_yaml,
         );
         std::fs::write(&config, yaml).unwrap();
@@ -198,6 +277,7 @@ impl Headway {
             metrics_port,
             log: dir.join("headway.log"),
             child: None,
+            _database: database,
         };
         h.spawn().await;
         h
