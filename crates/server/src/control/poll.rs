@@ -12,8 +12,9 @@ use headway_proto::framing::{self, Compression, FramingError};
 use headway_proto::tailcfg::{MapRequest, MapResponse};
 use headway_state::model::{Node, NodeId};
 use headway_state::sessions::{Pending, Session};
+use parking_lot::Mutex;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::Control;
@@ -65,6 +66,12 @@ pub struct Shared {
     /// on blocking threads, instead of starving the runtime's workers (and
     /// with them handshakes and keep-alives) until clients time out.
     full_maps: Semaphore,
+    /// Kibibytes of framed full maps not yet written to their connection.
+    /// A storm builds maps faster than the clients read them; without this
+    /// bound thousands of them wait in HTTP/2 send buffers at once (the
+    /// peak memory of a storm), with it the builders wait instead.
+    in_flight: Arc<Semaphore>,
+    in_flight_kib: u32,
     /// Batches start on a common clock so that sessions woken by the same
     /// change read the same inputs and share one encoded message.
     epoch: Instant,
@@ -73,13 +80,69 @@ pub struct Shared {
 /// Deltas kept for sharing: a batch usually has one per viewer class.
 const SHARED_DELTAS: usize = 64;
 
+/// The budget of full maps in flight (see [`Shared::in_flight`]): enough
+/// for hundreds of maps of a 10,000-node tailnet, far below its RSS.
+const IN_FLIGHT_KIB: u32 = 128 * 1024;
+
+/// How long a frame counts against the budget at most: a client that stops
+/// reading must not hold back everyone else's maps.
+const IN_FLIGHT_HOLD: Duration = Duration::from_secs(20);
+
+/// A framed map holding its share of the in-flight budget until the
+/// connection has written (and dropped) its last byte, or until
+/// [`IN_FLIGHT_HOLD`] has passed.
+struct InFlight {
+    frame: Bytes,
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl AsRef<[u8]> for InFlight {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.permit.lock().take();
+    }
+}
+
+impl Shared {
+    /// `frame`, counted against the in-flight budget: waits while the
+    /// maps already sent but not yet written use it up.
+    async fn in_flight(&self, frame: Bytes) -> Bytes {
+        let kib = u32::try_from(frame.len().div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.in_flight_kib);
+        let Ok(permit) = self.in_flight.clone().acquire_many_owned(kib).await else {
+            return frame;
+        };
+        let permit = Arc::new(Mutex::new(Some(permit)));
+        let expire = permit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(IN_FLIGHT_HOLD).await;
+            expire.lock().take();
+        });
+        Bytes::from_owner(InFlight { frame, permit })
+    }
+}
+
 impl Default for Shared {
     fn default() -> Self {
+        Self::with_in_flight_budget(IN_FLIGHT_KIB)
+    }
+}
+
+impl Shared {
+    fn with_in_flight_budget(kib: u32) -> Self {
         let builders = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             deltas: mapper::DeltaCache::new(SHARED_DELTAS),
             peers: mapper::PeerCache::default(),
             full_maps: Semaphore::new(builders),
+            in_flight: Arc::new(Semaphore::new(kib as usize)),
+            in_flight_kib: kib,
             epoch: Instant::now(),
         }
     }
@@ -141,6 +204,9 @@ async fn full_map_frame(
     })
     .await;
     match built {
+        // The build permit is held meanwhile: no new map is built while
+        // the budget is spent.
+        Ok(Some(Ok(frame))) => Some(Ok(c.shared.in_flight(frame).await)),
         Ok(frame) => frame,
         Err(e) => {
             tracing::error!("building a full map failed: {e}");
@@ -237,5 +303,46 @@ async fn run(
             _ = tx.closed() => return,
             _ = c.shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn full_maps_in_flight_wait_for_the_budget_until_written_or_expired() {
+        let shared = Shared::with_in_flight_budget(8);
+        let a = shared.in_flight(Bytes::from(vec![1u8; 6 * 1024])).await;
+        assert_eq!(&a[..], &[1u8; 6 * 1024][..], "the frame is unchanged");
+        // A slice (what HTTP/2 keeps of a frame it is writing) holds it too.
+        let tail = a.slice(5 * 1024..);
+        drop(a);
+        let second = shared.in_flight(Bytes::from(vec![2u8; 4 * 1024]));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut second)
+                .await
+                .is_err(),
+            "6 + 4 KiB do not fit in 8"
+        );
+        drop(tail);
+        let b = tokio::time::timeout(Duration::from_secs(1), second)
+            .await
+            .expect("written frames give their share back");
+        // A frame nobody writes gives it back after IN_FLIGHT_HOLD; one larger
+        // than the whole budget still goes out.
+        let big = shared.in_flight(Bytes::from(vec![3u8; 64 * 1024]));
+        tokio::pin!(big);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut big)
+                .await
+                .is_err()
+        );
+        let big = tokio::time::timeout(IN_FLIGHT_HOLD, big)
+            .await
+            .expect("a stuck client's share expires");
+        assert_eq!(big.len(), 64 * 1024);
+        drop(b);
     }
 }
