@@ -39,9 +39,26 @@ pub struct Pending {
     pub user_profiles: bool,
 }
 
+/// Peer entries a pending set holds before it becomes a full resync. A
+/// session that has not sent for this long (its connection gone, or its
+/// client far behind) is cheaper to send a full map than a delta this big,
+/// and it stops collecting: in a reconnect storm every dropped connection
+/// announces itself offline to every session not yet closed, which would
+/// otherwise hold N²/2 patches at once.
+pub const MAX_PENDING_PEERS: usize = 256;
+
 impl Pending {
     pub fn is_empty(&self) -> bool {
         *self == Pending::default()
+    }
+
+    /// A full resync instead, once the set holds too many peers.
+    fn bound(&mut self) {
+        if self.patches.len() + self.peers_changed.len() + self.peers_removed.len()
+            > MAX_PENDING_PEERS
+        {
+            self.resync();
+        }
     }
 
     pub fn peer_changed(&mut self, id: NodeId) {
@@ -52,6 +69,7 @@ impl Pending {
         // The full object carries the patchable fields too.
         self.patches.remove(&id);
         self.peers_changed.insert(id);
+        self.bound();
     }
 
     pub fn peer_removed(&mut self, id: NodeId) {
@@ -61,6 +79,7 @@ impl Pending {
         self.peers_changed.remove(&id);
         self.patches.remove(&id);
         self.peers_removed.insert(id);
+        self.bound();
     }
 
     pub fn patch(&mut self, change: &PeerChange) {
@@ -74,6 +93,7 @@ impl Pending {
             Some(p) => p.merge(change.clone()),
             None => {
                 self.patches.insert(change.node_id, change.clone());
+                self.bound();
             }
         }
     }
@@ -340,6 +360,38 @@ mod tests {
         a.update(|p| p.peer_changed(7));
         let p = a.take();
         assert!(!p.full && p.peers_changed.contains(&7) && p.patches.is_empty());
+    }
+
+    #[test]
+    fn a_session_far_behind_gets_a_full_map_instead_of_a_growing_delta() {
+        let mut p = Pending::default();
+        for peer in 1..=MAX_PENDING_PEERS as NodeId {
+            p.patch(&PeerChange {
+                node_id: peer,
+                online: Some(false),
+                ..Default::default()
+            });
+        }
+        assert!(!p.full && p.patches.len() == MAX_PENDING_PEERS);
+        // Joins and removals count too.
+        let mut q = p.clone();
+        q.peer_removed(100_000);
+        assert!(q.full && q.patches.is_empty() && q.peers_removed.is_empty());
+        p.patch(&PeerChange {
+            node_id: 100_001,
+            online: Some(false),
+            ..Default::default()
+        });
+        assert!(p.full && p.patches.is_empty(), "one more peer: a resync");
+        // Collecting stops: a full map holds everything.
+        p.peer_changed(100_002);
+        assert_eq!(
+            p,
+            Pending {
+                full: true,
+                ..Pending::default()
+            }
+        );
     }
 
     #[tokio::test]
