@@ -76,17 +76,30 @@ impl Recording {
     }
 }
 
+/// Empty columns some perf versions print after the symbol (IPC and its
+/// coverage, `-` when the machine has no such counters).
+pub(crate) fn without_empty_columns(mut symbol: &str) -> &str {
+    while let Some(rest) = symbol.strip_suffix('-') {
+        if !rest.ends_with(char::is_whitespace) {
+            break;
+        }
+        symbol = rest.trim_end();
+    }
+    symbol
+}
+
 /// Lines like `    12.34%  [.] serde_json::ser::format_escaped_str`.
 fn parse_report(text: &str, limit: usize) -> Vec<ProfileLine> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| {
             let (percent, rest) = l.trim().split_once('%')?;
-            let symbol = rest
-                .trim()
-                .trim_start_matches("[.]")
-                .trim_start_matches("[k]")
-                .trim();
+            let symbol = without_empty_columns(
+                rest.trim()
+                    .trim_start_matches("[.]")
+                    .trim_start_matches("[k]")
+                    .trim(),
+            );
             Some(ProfileLine {
                 percent: percent.trim().parse().ok()?,
                 symbol: symbol.to_string(),
@@ -109,5 +122,9 @@ mod tests {
         assert_eq!(lines[0].symbol, "ZSTD_compressBlock_fast");
         assert_eq!(lines[1].symbol, "_raw_spin_unlock");
         assert_eq!(parse_report(text, 1).len(), 1);
+        let with_ipc = "    21.80%  [k] finish_task_switch.isra.0          -      -  \n     1.00%  [.] core::ops::Sub<i64>::sub -  -\n";
+        let lines = parse_report(with_ipc, 10);
+        assert_eq!(lines[0].symbol, "finish_task_switch.isra.0");
+        assert_eq!(lines[1].symbol, "core::ops::Sub<i64>::sub");
     }
 }

@@ -283,7 +283,8 @@ pub fn markdown_profiles(runs: &[Results]) -> String {
             "<details><summary>{phase}</summary>\n\n| % | symbol |\n|---:|---|"
         );
         for l in lines {
-            let symbol = l.symbol.replace('|', "\\|");
+            // Results written before the parser dropped perf's empty columns.
+            let symbol = crate::profile::without_empty_columns(&l.symbol).replace('|', "\\|");
             let _ = writeln!(out, "| {:.1} | `{symbol}` |", l.percent);
         }
         out.push_str("\n</details>\n\n");
