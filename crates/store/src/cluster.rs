@@ -286,7 +286,13 @@ impl Leadership {
     }
 
     /// Gives the lock up (at shutdown), so another replica takes over at once.
-    pub async fn release(self) {
+    /// Unlocked explicitly: closing the connection alone frees the lock only
+    /// once the server's backend has exited, a moment later.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LEADER_LOCK)
+            .execute(&mut self.conn)
+            .await;
         let _ = self.conn.close().await;
     }
 }

@@ -284,9 +284,13 @@ async fn the_singleton_lock_passes_to_another_replica() {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
         .await
         .unwrap();
+    // This test's database only: other tests (and migrations) take advisory
+    // locks in theirs at the same time.
     let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1",
     )
+    .bind(&opts.database)
     .fetch_all(&mut conn)
     .await
     .unwrap();
