@@ -121,6 +121,18 @@ impl<'a> Reader<'a> {
         path_key: &'static str,
         needed: bool,
     ) -> Option<Option<Secret>> {
+        self.secret_file(key, path_key, needed, Readers::Any)
+    }
+
+    /// [`Reader::secret`] whose file, when given, must be closed to other
+    /// users as `readers` says.
+    fn secret_file(
+        &mut self,
+        key: &'static str,
+        path_key: &'static str,
+        needed: bool,
+        readers: Readers,
+    ) -> Option<Option<Secret>> {
         let inline = self.get(key, values::secret_text);
         let file = self.get(path_key, values::optional_text);
         let (inline, file) = (inline?, file?);
@@ -143,6 +155,10 @@ impl<'a> Reader<'a> {
             (_, Some(file)) => {
                 let expanded = self.env.expand(file.trim());
                 let path = self.resolve_input(&expanded, &file_origin);
+                if let Err(message) = readers.check(&path) {
+                    self.fail(path_key, message);
+                    return None;
+                }
                 match std::fs::read_to_string(&path) {
                     Ok(contents) if !contents.trim().is_empty() => {
                         Some(Some(Secret::new(contents.trim())))
@@ -160,6 +176,47 @@ impl<'a> Reader<'a> {
             (None, None) => Some(None),
         }
     }
+}
+
+/// Who besides its owner may read a secret file.
+#[derive(Clone, Copy)]
+enum Readers {
+    Any,
+    /// Not every user of the machine: refused when world-readable (a group
+    /// such as systemd's credentials may read it).
+    NotOthers,
+}
+
+impl Readers {
+    fn check(self, path: &Path) -> Result<(), String> {
+        match self {
+            Readers::Any => Ok(()),
+            Readers::NotOthers => not_world_readable(path),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn not_world_readable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o777,
+        // Reading it reports the problem.
+        Err(_) => return Ok(()),
+    };
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "{} can be read by every user of this machine (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn not_world_readable(_: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 /// Precedence of a layer, for settings that can come from two keys.
@@ -495,7 +552,7 @@ fn database(r: &mut Reader) -> Option<DatabaseConfig> {
     });
     let debug = r.get("database.debug", values::boolean);
     // Both backends are read so that a bad value is reported either way.
-    let sqlite = sqlite(r);
+    let sqlite = sqlite(r, matches!(kind, Some(Kind::Sqlite)));
     let postgres = postgres(r, matches!(kind, Some(Kind::Postgres)));
     let backend = match kind? {
         Kind::Sqlite => DatabaseBackend::Sqlite(sqlite?),
@@ -507,16 +564,23 @@ fn database(r: &mut Reader) -> Option<DatabaseConfig> {
     })
 }
 
-fn sqlite(r: &mut Reader) -> Option<SqliteConfig> {
+fn sqlite(r: &mut Reader, selected: bool) -> Option<SqliteConfig> {
     let path = r.state_path("database.sqlite.path");
     let write_ahead_log = r.get("database.sqlite.write_ahead_log", values::boolean);
     let wal_autocheckpoint = r.get("database.sqlite.wal_autocheckpoint", |v| {
         values::unsigned(v, 0u32, u32::MAX)
     });
+    let key = r.secret_file(
+        "database.sqlite.key",
+        "database.sqlite.key_path",
+        selected,
+        Readers::NotOthers,
+    );
     Some(SqliteConfig {
         path: path?,
         write_ahead_log: write_ahead_log?,
         wal_autocheckpoint: wal_autocheckpoint?,
+        key: key?,
     })
 }
 

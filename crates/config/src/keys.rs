@@ -124,6 +124,8 @@ pub(crate) const KEYS: &[Key] = &[
     text("database.sqlite.path", "db.sqlite"),
     scalar("database.sqlite.write_ahead_log", "true"),
     scalar("database.sqlite.wal_autocheckpoint", "1000"),
+    secret("database.sqlite.key"),
+    text("database.sqlite.key_path", ""),
     text("database.postgres.host", "localhost"),
     scalar("database.postgres.port", "5432"),
     text("database.postgres.name", "headway"),

@@ -202,6 +202,9 @@ pub struct SqliteConfig {
     pub write_ahead_log: bool,
     /// WAL frames before an automatic checkpoint; 0 disables.
     pub wal_autocheckpoint: u32,
+    /// The SQLCipher key the file is encrypted with (`key`, `key_path`):
+    /// a passphrase, or 64 hex digits used as the raw 256-bit key.
+    pub key: Option<Secret>,
 }
 
 /// `database.postgres.*`

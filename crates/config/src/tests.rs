@@ -106,6 +106,7 @@ fn defaults(data: &Path) -> Config {
                 path: data.join("db.sqlite"),
                 write_ahead_log: true,
                 wal_autocheckpoint: 1000,
+                key: None,
             }),
         },
         tls: None,
@@ -311,6 +312,7 @@ fn a_headscale_config_loads_unchanged() {
             path: "/var/lib/headscale/db.sqlite".into(),
             write_ahead_log: true,
             wal_autocheckpoint: 1000,
+            key: None,
         })
     );
     assert_eq!(c.tls, None);
@@ -402,7 +404,8 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
         DatabaseBackend::Sqlite(SqliteConfig {
             path: "/tmp/env.db".into(),
             write_ahead_log: true,
-            wal_autocheckpoint: 1000
+            wal_autocheckpoint: 1000,
+            key: None,
         })
     );
     assert_eq!(c.derp.urls.len(), 2);
@@ -867,6 +870,43 @@ fn secrets_come_from_files_and_never_show() {
         )
         .is_ok()
     );
+}
+
+#[test]
+fn sqlite_key_comes_from_a_file_others_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("db.key");
+    std::fs::write(&key, "a long passphrase\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "database:\n  sqlite:\n    key_path: db.key\n").unwrap();
+    let loaded = load(Some(&path), &env(&[]), &Overrides::new()).unwrap();
+    let DatabaseBackend::Sqlite(sqlite) = &loaded.config.database.backend else {
+        panic!()
+    };
+    assert_eq!(sqlite.key.as_ref().unwrap().expose(), "a long passphrase");
+    assert!(!format!("{:?}", loaded.config).contains("passphrase"));
+
+    // Every user of the machine could read it: refused, and why.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = load(Some(&path), &env(&[]), &Overrides::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database.sqlite.key_path:")
+            && err.contains("can be read by every user of this machine (mode 644)")
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains("passphrase"), "{err}");
+    // With PostgreSQL selected the SQLite key is not read.
+    std::fs::write(
+        &path,
+        "database:\n  type: postgres\n  sqlite:\n    key_path: db.key\n",
+    )
+    .unwrap();
+    assert!(load(Some(&path), &env(&[]), &Overrides::new()).is_ok());
 }
 
 #[test]

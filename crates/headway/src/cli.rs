@@ -108,6 +108,9 @@ pub enum Command {
     /// Put a backup in place of the SQLite database (stop the server first;
     /// the replaced database is kept beside it)
     Restore(RestoreArgs),
+    /// Encrypt the SQLite database in place with database.sqlite.key_path
+    /// (SQLCipher; stop the server first; needs a build with `--features sqlcipher`)
+    Encrypt,
     /// Check that the running server and its database answer
     Health,
     /// Print the version and the Tailscale clients it supports

@@ -115,6 +115,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             offline::restore(out, &loaded.config, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Encrypt => {
+            let loaded = load_config(config_path.as_deref(), &env)?;
+            offline::encrypt(out, &loaded.config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let loaded = load_config(config_path.as_deref(), &env)?;
             let ctx = Ctx {
@@ -140,7 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 | Command::Man { .. }
                 | Command::Import(_)
                 | Command::Backup(_)
-                | Command::Restore(_) => {}
+                | Command::Restore(_)
+                | Command::Encrypt => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,6 @@
 //! The commands that work on databases directly rather than through the
-//! server: `import headscale`, `backup` and `restore`. Everything else goes
-//! through the running server.
+//! server: `import headscale`, `backup`, `restore` and `encrypt`. Everything
+//! else goes through the running server.
 
 #[cfg(feature = "server")]
 pub use with_server::*;
@@ -15,8 +15,11 @@ mod without_server {
 
     fn refuse() -> anyhow::Result<()> {
         anyhow::bail!(
-            "this headway binary was built without the server (cargo feature `server`), which import, backup and restore need"
+            "this headway binary was built without the server (cargo feature `server`), which import, backup, restore and encrypt need"
         )
+    }
+    pub async fn encrypt(_: Output, _: &Config) -> anyhow::Result<()> {
+        refuse()
     }
     pub async fn import_headscale(
         _: Output,
@@ -41,8 +44,8 @@ mod with_server {
     use headway_config::{Config, DatabaseBackend, Env, Overrides};
     use headway_store::SqlStore;
     use headway_store::import;
+    use headway_store::sqlite::{self, SqliteKey, SqliteOptions};
     use sqlx::Connection;
-    use sqlx::sqlite::SqliteConnectOptions;
 
     use crate::cli::{BackupArgs, ImportHeadscale, RestoreArgs};
     use crate::output::Output;
@@ -142,9 +145,10 @@ mod with_server {
         headway_server::open_sql_store(config).await
     }
 
-    fn sqlite_path(config: &Config, what: &str) -> anyhow::Result<PathBuf> {
+    /// `database.sqlite.*`, for the commands that only work on SQLite.
+    fn sqlite_config(config: &Config, what: &str) -> anyhow::Result<SqliteOptions> {
         match &config.database.backend {
-            DatabaseBackend::Sqlite(s) => Ok(s.path.clone()),
+            DatabaseBackend::Sqlite(s) => Ok(headway_server::sqlite_options(s)),
             DatabaseBackend::Postgres(_) => bail!(
                 "`headway {what}` works on SQLite databases; for PostgreSQL use pg_dump and pg_restore (see docs/ha.md, \"Backups\")"
             ),
@@ -153,8 +157,10 @@ mod with_server {
 
     /// `headway backup FILE`: a consistent copy of the SQLite database, taken
     /// while the server runs (SQLite's `VACUUM INTO` reads one snapshot).
+    /// With a key, the copy is encrypted with the same key.
     pub async fn backup(out: Output, config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
-        let db = sqlite_path(config, "backup")?;
+        let sqlite = sqlite_config(config, "backup")?;
+        let (db, key) = (sqlite.path.clone(), sqlite.key.as_ref());
         if !db.is_file() {
             bail!(
                 "no database at {} (database.sqlite.path): nothing to back up",
@@ -171,12 +177,11 @@ mod with_server {
         // VACUUM INTO wants to create the file itself.
         std::fs::remove_file(&args.file).ok();
         let mut conn = sqlx::SqliteConnection::connect_with(
-            &SqliteConnectOptions::new()
-                .filename(&db)
-                .busy_timeout(std::time::Duration::from_secs(30)),
+            &sqlite::keyed(&db, key)?.busy_timeout(std::time::Duration::from_secs(30)),
         )
         .await
-        .with_context(|| format!("opening {}", db.display()))?;
+        .map_err(|e| sqlite::explain_open_error(e, &db, key.is_some()))?;
+        sqlite::verify_cipher(&mut conn, key, &db).await?;
         sqlx::query("VACUUM INTO $1")
             .bind(args.file.display().to_string())
             .execute(&mut conn)
@@ -184,7 +189,7 @@ mod with_server {
             .with_context(|| format!("copying {} to {}", db.display(), args.file.display()))?;
         conn.close().await.ok();
         restrict(&args.file)?;
-        let counts = check_backup(&args.file).await?;
+        let counts = check_backup(&args.file, key).await?;
         let text = format!(
             "backed up {} to {} ({})\n",
             db.display(),
@@ -200,17 +205,10 @@ mod with_server {
     /// `headway restore FILE`: puts a backup in place of the SQLite database.
     /// The server must be stopped; the database it replaces is kept beside it.
     pub async fn restore(out: Output, config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
-        let db = sqlite_path(config, "restore")?;
-        if tokio::net::UnixStream::connect(&config.unix_socket)
-            .await
-            .is_ok()
-        {
-            bail!(
-                "a server is running (it answers on {}): stop it first, then restore",
-                config.unix_socket.display()
-            );
-        }
-        let counts = check_backup(&args.file)
+        let sqlite = sqlite_config(config, "restore")?;
+        let db = sqlite.path.clone();
+        refuse_while_serving(config, "restore").await?;
+        let counts = check_backup(&args.file, sqlite.key.as_ref())
             .await
             .with_context(|| format!("{} is not a Headway backup", args.file.display()))?;
         let dir = db
@@ -261,6 +259,89 @@ mod with_server {
         )
     }
 
+    /// The offline commands that replace the database file refuse while a
+    /// server has it open.
+    async fn refuse_while_serving(config: &Config, what: &str) -> anyhow::Result<()> {
+        if tokio::net::UnixStream::connect(&config.unix_socket)
+            .await
+            .is_ok()
+        {
+            bail!(
+                "a server is running (it answers on {}): stop it first, then {what}",
+                config.unix_socket.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// `headway encrypt`: the unencrypted SQLite database rewritten encrypted
+    /// with `database.sqlite.key` (SQLCipher). The server must be stopped.
+    /// The encrypted copy is checked (it opens with the key, is intact, and
+    /// holds as many users and nodes) before it replaces the original, whose
+    /// file is then deleted.
+    pub async fn encrypt(out: Output, config: &Config) -> anyhow::Result<()> {
+        let sqlite = sqlite_config(config, "encrypt")?;
+        let db = sqlite.path.clone();
+        let Some(key) = sqlite.key.as_ref() else {
+            bail!(
+                "no key to encrypt with: set database.sqlite.key_path to a file holding the key (a passphrase, or 64 hex digits), then run `headway encrypt` again"
+            );
+        };
+        if !db.is_file() {
+            bail!(
+                "no database at {} (database.sqlite.path): nothing to encrypt; a new database is created encrypted when the key is set",
+                db.display()
+            );
+        }
+        refuse_while_serving(config, "encrypt").await?;
+        if check_backup(&db, Some(key)).await.is_ok() {
+            bail!("{} is already encrypted with this key", db.display());
+        }
+        let before = check_backup(&db, None).await.with_context(|| {
+            format!(
+                "{} does not open without a key either: is it encrypted with another key?",
+                db.display()
+            )
+        })?;
+        let tmp = db.with_extension("encrypting");
+        std::fs::remove_file(&tmp).ok();
+        sqlite::export_encrypted(&db, &tmp, key).await?;
+        restrict(&tmp)?;
+        let after = check_backup(&tmp, Some(key))
+            .await
+            .with_context(|| format!("checking the encrypted copy {}", tmp.display()))?;
+        if (after.users, after.nodes) != (before.users, before.nodes) {
+            bail!(
+                "the encrypted copy {} holds {} but the database holds {}: nothing replaced",
+                tmp.display(),
+                after.describe(),
+                before.describe()
+            );
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        // The write-ahead log and its index belong to the unencrypted file.
+        for suffix in ["-wal", "-shm"] {
+            let stale = PathBuf::from(format!("{}{suffix}", db.display()));
+            if stale.exists() {
+                std::fs::remove_file(&stale)
+                    .with_context(|| format!("removing {}", stale.display()))?;
+            }
+        }
+        std::fs::rename(&tmp, &db)
+            .with_context(|| format!("moving {} to {}", tmp.display(), db.display()))?;
+        let text = format!(
+            "encrypted {} ({}); the unencrypted file is deleted, but its blocks may remain on the disk until overwritten\n",
+            db.display(),
+            after.describe()
+        );
+        out.print(
+            &serde_json::json!({"database": db, "encrypted": true, "users": after.users, "nodes": after.nodes}),
+            || text,
+        )
+    }
+
     struct Counts {
         users: i64,
         nodes: i64,
@@ -272,16 +353,17 @@ mod with_server {
         }
     }
 
-    /// Opens a backup read-only: intact, and a Headway database.
-    async fn check_backup(path: &Path) -> anyhow::Result<Counts> {
+    /// Opens a backup read-only, with the database's key if it has one:
+    /// intact, and a Headway database.
+    async fn check_backup(path: &Path, key: Option<&SqliteKey>) -> anyhow::Result<Counts> {
         if !path.is_file() {
             bail!("no file at {}", path.display());
         }
-        let mut c = sqlx::SqliteConnection::connect_with(
-            &SqliteConnectOptions::new().filename(path).read_only(true),
-        )
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
+        let mut c =
+            sqlx::SqliteConnection::connect_with(&sqlite::keyed(path, key)?.read_only(true))
+                .await
+                .map_err(|e| sqlite::explain_open_error(e, path, key.is_some()))?;
+        sqlite::verify_cipher(&mut c, key, path).await?;
         let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_one(&mut c)
             .await

@@ -32,7 +32,7 @@ use headway_config::{Config, DatabaseBackend, Loaded, TlsConfig};
 use headway_state::Tailnet;
 use headway_state::clock::SystemClock;
 use headway_state::store::Store;
-use headway_store::{PostgresOptions, SqlStore};
+use headway_store::{PostgresOptions, SqlStore, SqliteKey, SqliteOptions};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +95,7 @@ pub struct Server {
 /// by the CLI's offline commands (import, backup).
 pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(match &config.database.backend {
-        DatabaseBackend::Sqlite(s) => SqlStore::open_sqlite(&s.path).await?,
+        DatabaseBackend::Sqlite(s) => SqlStore::open_sqlite_with(&sqlite_options(s)).await?,
         DatabaseBackend::Postgres(p) => {
             SqlStore::open_postgres(&PostgresOptions {
                 host: p.host.clone(),
@@ -110,6 +110,16 @@ pub async fn open_sql_store(config: &Config) -> anyhow::Result<SqlStore> {
             .await?
         }
     })
+}
+
+/// The store's view of `database.sqlite.*`.
+pub fn sqlite_options(s: &headway_config::SqliteConfig) -> SqliteOptions {
+    SqliteOptions {
+        path: s.path.clone(),
+        write_ahead_log: s.write_ahead_log,
+        wal_autocheckpoint: s.wal_autocheckpoint,
+        key: s.key.as_ref().map(|k| SqliteKey::new(k.expose())),
+    }
 }
 
 async fn bind_tcp(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {

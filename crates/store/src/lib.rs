@@ -9,6 +9,7 @@ mod audit;
 pub mod cluster;
 pub mod import;
 mod rows;
+pub mod sqlite;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -20,8 +21,9 @@ pub use cluster::{ChangeNotice, Leadership, PgCluster, Touched};
 use headway_state::audit::{AuditEntry, AuditFilter};
 use headway_state::model::*;
 use headway_state::store::{Snapshot, Store, StoreError, StoreTx};
+pub use sqlite::{SqliteKey, SqliteOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -86,28 +88,32 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 }
 
 impl SqlStore {
-    /// Opens (creating if needed) a SQLite database in WAL mode and migrates it.
+    /// Opens (creating if needed) a SQLite database with the default
+    /// settings (WAL, no encryption) and migrates it.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        Self::open_sqlite_with(&SqliteOptions::new(path)).await
+    }
+
+    /// Opens (creating if needed) a SQLite database and migrates it.
     /// A new database file is created readable by its owner only, in a
     /// directory only its owner can enter: it holds keys and user data.
-    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+    /// With a key the file is encrypted (SQLCipher; see [`sqlite`]).
+    pub async fn open_sqlite_with(o: &SqliteOptions) -> Result<Self, StoreError> {
+        let path = o.path.as_path();
+        let options = o.connect_options()?.create_if_missing(true);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)?;
         }
         create_private_file(path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+        let key = o.key.as_ref();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| {
-                StoreError::Database(format!("opening SQLite database {}: {e}", path.display()))
-            })?;
+            .map_err(|e| sqlite::explain_open_error(e, path, key.is_some()))?;
+        let mut conn = pool.acquire().await.map_err(db_err)?;
+        sqlite::verify_cipher(&mut conn, key, path).await?;
+        drop(conn);
         SQLITE_MIGRATIONS
             .run(&pool)
             .await
@@ -200,7 +206,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         return Ok(());

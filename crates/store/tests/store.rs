@@ -19,7 +19,7 @@ use headway_state::model::*;
 use headway_state::settings::Settings;
 use headway_state::store::{Store, StoreError};
 use headway_state::tailnet::{NewPreAuthKey, NewUser};
-use headway_store::{PostgresOptions, SqlStore};
+use headway_store::{PostgresOptions, SqlStore, SqliteOptions};
 use sqlx::Connection;
 
 use common::{PgDb, pg_admin_url};
@@ -336,6 +336,61 @@ async fn migrations_can_be_rerun_and_files_are_private() {
             & 0o777;
         assert_eq!(mode, 0o700);
     }
+}
+
+#[tokio::test]
+async fn sqlite_journal_settings_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headway.sqlite");
+    let mode = |options: SqliteOptions| async move {
+        let store = SqlStore::open_sqlite_with(&options).await.unwrap();
+        let SqlStore::Sqlite { pool, .. } = &store else {
+            unreachable!()
+        };
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        store.close().await;
+        (journal, checkpoint)
+    };
+    let rollback = SqliteOptions {
+        write_ahead_log: false,
+        wal_autocheckpoint: 0,
+        ..SqliteOptions::new(&path)
+    };
+    assert_eq!(mode(rollback).await, ("delete".to_string(), 0));
+    let wal = SqliteOptions {
+        wal_autocheckpoint: 250,
+        ..SqliteOptions::new(&path)
+    };
+    assert_eq!(mode(wal).await, ("wal".to_string(), 250));
+}
+
+/// The default build has no SQLCipher: a key is refused before anything is
+/// written, never ignored (that would leave the file unencrypted).
+#[cfg(not(feature = "sqlcipher"))]
+#[tokio::test]
+async fn a_key_without_sqlcipher_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/headway.sqlite");
+    let options = SqliteOptions {
+        key: Some(headway_store::SqliteKey::new("a passphrase")),
+        ..SqliteOptions::new(&path)
+    };
+    let err = SqlStore::open_sqlite_with(&options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("built without SQLCipher") && err.contains("--features sqlcipher"),
+        "{err}"
+    );
+    assert!(!path.exists() && !path.parent().unwrap().exists());
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ mod kit;
 mod api;
 mod console;
 mod control_plane;
+#[cfg(feature = "sqlcipher")]
+mod data_at_rest;
 mod interactive;
 mod migrate;
 mod oidc;
