@@ -85,7 +85,7 @@ async fn http(
 
 /// Runs the CLI against the server's TCP address with `key`.
 async fn remote_cli(server: &Headway, key: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_headway"))
+    let out = headway_command()
         .arg("--config")
         .arg(&server.config)
         .arg("--address")

@@ -156,6 +156,19 @@ fn e2e_on_postgres() -> bool {
     std::env::var("HEADWAY_E2E_DATABASE").as_deref() == Ok("postgres")
 }
 
+/// `headway` (server or CLI) without the test harness's own `HEADWAY_*`
+/// variables (clients' directory, database choice), which the server would
+/// read as settings and warn about; a test passes settings explicitly.
+pub fn headway_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_headway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HEADWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Options for a test server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOpts {
@@ -289,7 +302,7 @@ impl Headway {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_headway"))
+        let child = headway_command()
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
@@ -338,7 +351,7 @@ impl Headway {
 
     /// Runs `headway --config <cfg> <args>`; returns (success, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_headway"))
+        let out = headway_command()
             .arg("--config")
             .arg(&self.config)
             .args(args)

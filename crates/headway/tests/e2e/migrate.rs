@@ -146,7 +146,7 @@ async fn clients_of_a_headscale_database_keep_working_after_the_import() {
     let import = |extra: &'static [&'static str]| {
         let (setup, from) = (setup.clone(), headscale_db.clone());
         async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_headway"))
+            let out = headway_command()
                 .arg("--config")
                 .arg(&setup)
                 .args(["import", "headscale", "--from"])

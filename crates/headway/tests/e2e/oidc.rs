@@ -629,7 +629,7 @@ async fn an_unreachable_provider_stops_the_start_or_is_retried_as_configured() {
     .unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new(env!("CARGO_BIN_EXE_headway"))
+        headway_command()
             .arg("--config")
             .arg(&config)
             .arg("serve")
