@@ -65,7 +65,12 @@ impl Tailnet {
         let mut by_route: BTreeMap<IpNet, Vec<NodeId>> = BTreeMap::new();
         let inner = self.inner.read();
         for n in inner.nodes.values() {
-            if !self.sessions.is_online(n.id) {
+            // Most nodes serve no route: skip them before building the
+            // policy view (served routes are approved and announced).
+            if n.approved_routes.is_empty()
+                || n.hostinfo.routable_ips.is_empty()
+                || !self.sessions.is_online(n.id)
+            {
                 continue;
             }
             for r in policy_node(n, true).subnet_routes() {
